@@ -1,0 +1,98 @@
+"""Decoding cell images into 8-bit RGB, whatever the file holds.
+
+Cytomorphology files come as RGBA TIFF (AML-LMU), JPEG (BM-MLL, PBC) and occasionally as
+grey-scale or 16-bit images. Every reader in the project goes through :func:`open_rgb`, so the
+conversion rules live in one place:
+
+* alpha is composited onto ``background`` (white by default, the colour of an empty smear);
+* 16-bit and float images are scaled to 8 bit by their dtype range;
+* grey-scale and palette images are expanded to RGB.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+IMAGE_EXTENSIONS = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp", ".webp")
+DEFAULT_BACKGROUND = (255, 255, 255)
+
+
+class ImageDecodeError(ValueError):
+    """A file that cannot be decoded as an image (corrupt, truncated, empty or unknown format)."""
+
+
+def _from_array(arr, background: tuple[int, int, int]) -> Image.Image:
+    import numpy as np
+    from PIL import Image
+
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.integer):
+            arr = (arr.astype(np.float64) / np.iinfo(arr.dtype).max * 255.0).round().astype(np.uint8)
+        else:
+            arr = (np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    if arr.shape[-1] == 4:
+        rgb = arr[..., :3].astype(np.float32)
+        alpha = arr[..., 3:4].astype(np.float32) / 255.0
+        bg = np.asarray(background, dtype=np.float32)
+        arr = (rgb * alpha + bg * (1.0 - alpha)).round().astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(arr[..., :3]), mode="RGB")
+
+
+def open_rgb(
+    source: str | Path | bytes,
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND,
+    name: str | None = None,
+) -> Image.Image:
+    """Decode an image file (or its bytes) fully into an 8-bit RGB PIL image.
+
+    Args:
+        source: a path or the raw bytes of the file.
+        background: RGB colour that transparent pixels are composited onto.
+        name: the file's name for error messages when ``source`` is bytes.
+
+    Returns:
+        A loaded ``PIL.Image.Image`` in mode ``RGB``.
+
+    Raises:
+        ImageDecodeError: the data is empty, truncated, corrupt or not an image; the message names
+            the file.
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if len(data) == 0:
+        raise ImageDecodeError(f"{label}: empty file (0 bytes); re-download or remove it")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.mode == "RGB":
+                return img.copy()
+            if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
+                rgba = img.convert("RGBA")
+                return _from_array(np.asarray(rgba), background)
+            if img.mode in ("L", "1", "CMYK", "YCbCr"):
+                return img.convert("RGB")
+            return _from_array(np.asarray(img), background)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        # Pillow cannot read some TIFF flavours (e.g. 16-bit RGB); tifffile can.
+        if label.lower().endswith((".tif", ".tiff")):
+            try:
+                import tifffile
+
+                return _from_array(tifffile.imread(io.BytesIO(data)), background)
+            except Exception as tiff_exc:  # noqa: BLE001 - reported below with the file name
+                raise ImageDecodeError(f"{label}: cannot decode TIFF ({tiff_exc}); re-export or remove it") from exc
+        raise ImageDecodeError(f"{label}: cannot decode image ({exc}); re-download or remove it") from exc
