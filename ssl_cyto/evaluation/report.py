@@ -1,0 +1,191 @@
+"""Markdown reports that say how they were made.
+
+Every report the project writes (probe, UMAP, benchmarks, the demo) goes through
+:func:`write_report`, so they all start the same way: the exact command line, the data, the
+hardware and the date, then their sections and figures. A number without the command that produced
+it cannot be checked; putting the command first makes every report reproducible by copy and paste.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+__all__ = ["command_line", "hardware_summary", "markdown_table", "write_report"]
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command line of this process as a shell-quoted string (``ssl-cyto ...`` for the CLI).
+
+    Args:
+        argv: the arguments to quote; defaults to ``sys.argv``. A first element ending in
+            ``ssl-cyto`` or ``cli.py`` is shown as ``ssl-cyto``.
+    """
+    args = list(sys.argv if argv is None else argv)
+    if args:
+        first = Path(args[0]).name
+        if first in ("ssl-cyto", "cli.py", "__main__.py"):
+            args[0] = "ssl-cyto"
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: fall back to platform below
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _ram_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        return None
+    try:  # macOS / BSD
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def hardware_summary() -> str:
+    """One line describing the machine: CPU model, cores, RAM, GPUs (via torch.cuda), torch version.
+
+    torch is imported here (not at module level); if it is missing, the summary says so.
+    """
+    parts = [f"CPU: {_cpu_model()}", f"{_usable_cores()} usable cores (of {os.cpu_count()})"]
+    ram = _ram_gib()
+    parts.append(f"RAM: {ram:.1f} GiB" if ram is not None else "RAM: unknown")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            parts.append("GPU: " + ", ".join(names))
+        else:
+            parts.append("GPU: none")
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        parts.append("torch: not installed")
+    parts.append(f"Python {platform.python_version()} on {platform.system()} {platform.release()}")
+    return "; ".join(parts)
+
+
+def _fmt_cell(value: object, float_fmt: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return ""
+        return format(value, float_fmt)
+    try:  # numpy scalars without importing numpy
+        import numbers
+
+        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+            return format(float(value), float_fmt)
+    except (TypeError, ValueError):
+        pass  # not a number: falls through to str()
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: Iterable[dict], columns: Sequence[str] | None = None, float_fmt: str = ".3f") -> str:
+    """A GitHub-flavoured Markdown table.
+
+    Args:
+        rows: one dict per row; missing keys give empty cells, ``None`` and NaN print empty.
+        columns: column order (default: the keys of the first row, then new keys in order seen).
+        float_fmt: format spec for floats.
+
+    Returns:
+        The table text ending in a newline ("" for no rows and no columns).
+    """
+    rows = list(rows)
+    if columns is None:
+        cols: list[str] = []
+        for row in rows:
+            cols.extend(k for k in row if k not in cols)
+        columns = cols
+    if not columns:
+        return ""
+    lines = [
+        "| " + " | ".join(str(c) for c in columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt_cell(row.get(c), float_fmt) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    path: str | Path,
+    title: str,
+    command: str | Sequence[str] | None,
+    data: str,
+    sections: Sequence[tuple[str, str]],
+    figures: Sequence[str | Path] | None = None,
+) -> Path:
+    """Write a Markdown report that starts with the command, data, hardware and date.
+
+    Args:
+        path: the ``report.md`` to write, or a folder (then ``<folder>/report.md``). Parents are created.
+        title: the report's ``#`` heading (it comes right after the command block).
+        command: the exact command line (string or argv list; ``None``: this process's ``sys.argv``).
+        data: what was evaluated (paths, counts, sources).
+        sections: ``(heading, markdown body)`` pairs, written in order as ``##`` sections.
+        figures: PNG paths to embed at the end; paths inside the report's folder are written relative.
+
+    Returns:
+        The path of the written report.
+    """
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() != ".md":
+        path = path / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if command is None or not isinstance(command, str):
+        command = command_line(command)
+    now = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    out = [
+        "```",
+        command,
+        "```",
+        "",
+        f"- **Data:** {data}",
+        f"- **Hardware:** {hardware_summary()}",
+        f"- **Date:** {now}",
+        "",
+        f"# {title}",
+        "",
+    ]
+    for heading, body in sections:
+        out += [f"## {heading}", "", body.rstrip(), ""]
+    if figures:
+        out += ["## Figures", ""]
+        for fig in figures:
+            fig = Path(fig)
+            try:
+                rel = fig.resolve().relative_to(path.parent.resolve()).as_posix()
+            except ValueError:
+                rel = fig.as_posix()
+            out += [f"![{fig.stem}]({rel})", ""]
+    path.write_text("\n".join(out), encoding="utf-8")
+    return path
