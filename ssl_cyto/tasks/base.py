@@ -1,0 +1,228 @@
+"""``SSLTask``: the small LightningModule shared by SimCLR and DINO.
+
+It owns what both methods need: the backbone (built by name, see
+:func:`ssl_cyto.models.backbones.build_backbone`), the optimiser (LARS, AdamW or SGD; no weight
+decay on biases and norm parameters), a per-step schedule (linear warm-up, then cosine decay to
+``min_lr_ratio * lr`` over the trainer's estimated total steps), the learning-rate scaling rule,
+``channels_last``, optional ``torch.compile``, SyncBatchNorm under DDP and the augmentation knobs.
+
+Learning-rate rule: the optimiser runs at ``lr * global_batch / 256`` (``lr_scaling="linear"``,
+Goyal et al. 2017; SimCLR and DINO both state base rates this way), or ``lr * sqrt(global_batch / 256)``
+(``"sqrt"``), or ``lr`` (``"none"``), where ``global_batch = batch size per device x devices x
+gradient accumulation`` is measured from the first training batch. The schedule is a pure function of
+``trainer.global_step``, so resuming from a checkpoint continues it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from ssl_cyto.models.backbones import backbone_norm, build_backbone
+from ssl_cyto.transforms import CellAugment, DecodeOnly, DeviceViews, EvalTransform, ViewSpec
+
+
+class SSLTask(pl.LightningModule):
+    """Shared base of the SSL methods (not trained on its own).
+
+    Args:
+        backbone: timm name, ``tiny_cnn`` or ``colour_hist``.
+        backbone_kwargs: options for the backbone (e.g. ``{"width": 32}``, ``{"pool": "multiscale"}``).
+        input_size: side of the (global) training views and of the eval transform.
+        checkpoint_path: local weights to start the backbone from (never downloaded).
+        optimizer: ``lars`` (large batches), ``adamw`` or ``sgd``.
+        lr: base learning rate, scaled by ``lr_scaling`` with the global batch.
+        lr_scaling: ``linear`` (lr * B / 256), ``sqrt`` (lr * sqrt(B / 256)) or ``none``.
+        weight_decay: weight decay of weights (never of biases / norm parameters).
+        warmup_epochs: linear warm-up length in epochs (may be fractional).
+        warmup_steps: warm-up length in optimiser steps (overrides ``warmup_epochs`` when set).
+        min_lr_ratio: final LR of the cosine decay, as a fraction of the peak.
+        momentum: momentum of SGD / LARS.
+        channels_last: use the channels-last memory format (faster convolutions on GPUs).
+        compile: ``torch.compile`` the backbone forward (state-dict keys unchanged).
+        sync_batchnorm: convert BatchNorm to SyncBatchNorm when training on several devices.
+        augment_on_device: decode in the loader only, augment on the device with kornia.
+        rotate, flip, jitter, hue, grayscale_p, blur_p, crop_scale: augmentation knobs (see
+            :class:`ssl_cyto.transforms.CellAugment`).
+    """
+
+    method: str = "ssl"
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        backbone_kwargs: dict[str, Any] | None = None,
+        input_size: int = 96,
+        checkpoint_path: str | None = None,
+        optimizer: Literal["lars", "adamw", "sgd"] = "lars",
+        lr: float = 0.3,
+        lr_scaling: Literal["linear", "sqrt", "none"] = "linear",
+        weight_decay: float = 1e-6,
+        warmup_epochs: float = 1.0,
+        warmup_steps: int | None = None,
+        min_lr_ratio: float = 0.0,
+        momentum: float = 0.9,
+        channels_last: bool = False,
+        compile: bool = False,
+        sync_batchnorm: bool = True,
+        augment_on_device: bool = False,
+        rotate: bool = True,
+        flip: bool = True,
+        jitter: float = 0.2,
+        hue: float = 0.02,
+        grayscale_p: float = 0.0,
+        blur_p: float = 0.2,
+        crop_scale: tuple[float, float] = (0.4, 1.0),
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # collects the subclass's __init__ arguments too
+        kwargs = dict(backbone_kwargs or {})
+        if backbone.startswith(("vit", "deit")):
+            kwargs.setdefault("img_size", input_size)
+        self.backbone_name = backbone
+        self.backbone_kwargs = kwargs
+        self.input_size = int(input_size)
+        self.backbone, self.embed_dim = build_backbone(backbone, checkpoint_path=checkpoint_path, **kwargs)
+        mean, std = backbone_norm(backbone)
+        self.aug = CellAugment(
+            rotate=rotate, flip=flip, jitter=jitter, hue=hue, grayscale_p=grayscale_p, mean=mean, std=std
+        )
+        self._global_batch: int | None = None
+        self._device_views: DeviceViews | None = None
+
+    @property
+    def hp(self) -> Any:
+        """``self.hparams`` with attribute access typed loosely (all ``__init__`` arguments)."""
+        return self.hparams
+
+    # ---- transforms (the data module asks the task for them) --------------------------------------
+    def view_specs(self) -> list[ViewSpec]:
+        """The views one training sample yields (overridden per method)."""
+        raise NotImplementedError
+
+    @property
+    def train_transform(self) -> Any:
+        """PIL RGB -> list[Tensor]: all views (CPU path) or one uint8 tensor (``augment_on_device``)."""
+        from ssl_cyto.transforms import MultiView
+
+        if self.hp.augment_on_device:
+            return DecodeOnly(max(v.size for v in self.view_specs()))
+        return MultiView(self.view_specs(), self.aug)
+
+    @property
+    def eval_transform(self) -> EvalTransform:
+        """PIL RGB -> normalised Tensor at ``input_size`` (resize shorter side, centre crop)."""
+        return EvalTransform(self.input_size, self.aug.mean, self.aug.std)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self._trainer
+        training = trainer.training if trainer is not None else self.training
+        if training and self.hp.augment_on_device:
+            if self._device_views is None:
+                self._device_views = DeviceViews(self.view_specs(), self.aug)
+            with torch.no_grad():
+                batch = self._device_views(batch[0])
+        if self.hp.channels_last and isinstance(batch, list | tuple):
+            batch = [b.contiguous(memory_format=torch.channels_last) if b.ndim == 4 else b for b in batch]
+        return batch
+
+    # ---- model ------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features (B, D)."""
+        fwd = self.__dict__.get("_compiled_backbone") or self.backbone
+        return fwd(x)
+
+    def export_backbone(self) -> nn.Module:
+        """The backbone to export for embedding (DINO overrides: the teacher)."""
+        return self.backbone
+
+    def export_meta(self) -> dict[str, Any]:
+        """``model.json`` fields this task knows (``save_backbone`` adds weights, versions, date)."""
+        return {
+            "architecture": self.backbone_name,
+            "backbone_kwargs": self.backbone_kwargs,
+            "embed_dim": self.embed_dim,
+            "input_size": self.input_size,
+            "mean": list(self.aug.mean),
+            "std": list(self.aug.std),
+            "method": self.method,
+        }
+
+    def configure_model(self) -> None:
+        trainer = self._trainer
+        if self.hp.sync_batchnorm and trainer is not None and trainer.world_size > 1:
+            for name, child in list(self.named_children()):
+                setattr(self, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        if self.hp.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.hp.compile and "_compiled_backbone" not in self.__dict__:
+            object.__setattr__(self, "_compiled_backbone", torch.compile(self.backbone))
+
+    # ---- optimisation -----------------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Trainable parameters in two groups: with weight decay (weights) and without (biases, norms)."""
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for p in self.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        return [
+            {"params": decay, "weight_decay": self.hp.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},  # LARS also skips its trust ratio when wd == 0
+        ]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        h = self.hp
+        groups = self.param_groups()
+        if h.optimizer == "lars":
+            from lightly.utils.lars import LARS
+
+            return LARS(groups, lr=h.lr, momentum=h.momentum)
+        if h.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=h.lr)
+        if h.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=h.lr, momentum=h.momentum)
+        raise ValueError(f"optimizer must be 'lars', 'adamw' or 'sgd', got {h.optimizer!r}")
+
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run (``trainer.estimated_stepping_batches``)."""
+        steps = self.trainer.estimated_stepping_batches
+        return max(1, int(steps)) if math.isfinite(steps) else 10**6
+
+    def peak_lr(self, batch_size: int) -> float:
+        """Base ``lr`` scaled by ``lr_scaling`` with the global batch (see module docstring)."""
+        if self._global_batch is None:
+            t = self.trainer
+            self._global_batch = int(batch_size) * t.world_size * t.accumulate_grad_batches
+        ratio = self._global_batch / 256.0
+        rule = self.hp.lr_scaling
+        return self.hp.lr * (ratio if rule == "linear" else math.sqrt(ratio) if rule == "sqrt" else 1.0)
+
+    def lr_at(self, step: int, batch_size: int) -> float:
+        """Linear warm-up then cosine decay to ``min_lr_ratio * peak``."""
+        h, total, peak = self.hp, self.total_steps(), self.peak_lr(batch_size)
+        if h.warmup_steps is not None:
+            warm = h.warmup_steps
+        else:
+            warm = int(round(h.warmup_epochs * total / max(1, self.trainer.max_epochs or 1)))
+        warm = min(warm, total - 1)
+        if step < warm:
+            return peak * (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return peak * (h.min_lr_ratio + (1 - h.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        lr = self.lr_at(self.trainer.global_step, batch[0].shape[0])
+        for opt in self.trainer.optimizers:
+            for g in opt.param_groups:
+                g["lr"] = lr
+        self.log("train/lr", lr, on_step=True, on_epoch=False, prog_bar=False, batch_size=batch[0].shape[0])
+
+    def log_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        self.log(
+            "train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size
+        )
