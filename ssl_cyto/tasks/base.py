@@ -44,7 +44,7 @@ class SSLTask(pl.LightningModule):
         momentum: momentum of SGD / LARS.
         channels_last: use the channels-last memory format (faster convolutions on GPUs).
         compile: ``torch.compile`` the backbone forward (state-dict keys unchanged).
-        sync_batchnorm: convert BatchNorm to SyncBatchNorm when training on several devices.
+        sync_batchnorm: convert BatchNorm to SyncBatchNorm when training on several GPUs (not on CPU).
         augment_on_device: decode in the loader only, augment on the device with kornia.
         rotate, flip, jitter, hue, grayscale_p, blur_p, crop_scale: augmentation knobs (see
             :class:`ssl_cyto.transforms.CellAugment`).
@@ -154,7 +154,13 @@ class SSLTask(pl.LightningModule):
 
     def configure_model(self) -> None:
         trainer = self._trainer
-        if self.hp.sync_batchnorm and trainer is not None and trainer.world_size > 1:
+        # SyncBatchNorm needs an accelerator (PyTorch refuses CPU tensors), so CPU DDP keeps local BN.
+        if (
+            self.hp.sync_batchnorm
+            and trainer is not None
+            and trainer.world_size > 1
+            and trainer.strategy.root_device.type != "cpu"
+        ):
             for name, child in list(self.named_children()):
                 setattr(self, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
         if self.hp.channels_last:

@@ -1,0 +1,230 @@
+"""DINO (Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers", ICCV)
+built from lightly parts.
+
+A student (backbone + :class:`lightly.models.modules.heads.DINOProjectionHead`) learns to match a
+teacher's softmax outputs across views; the teacher is an exponential moving average (EMA) of the
+student (``update_momentum``, momentum cosine-scheduled from ``momentum_teacher`` to 1 over training).
+Multi-crop: the teacher sees the 2 global views, the student all views (2 global + N local).
+Collapse is avoided by centring (a moving average of the teacher outputs, synchronised across
+devices: lightly's ``center_mean`` all-reduces under ``torch.distributed``) and sharpening (a low
+teacher temperature, warmed up linearly from ``warmup_teacher_temp``). The last head layer is frozen
+during the first ``freeze_last_layer`` epochs, the student gradients are clipped to ``clip_grad``
+and weight decay follows a cosine schedule from ``weight_decay`` to ``weight_decay_end``.
+
+The teacher, its head and the loss centre are sub-modules / buffers, so they are saved in and
+restored from checkpoints. :meth:`DINO.export_backbone` returns the teacher backbone (the network
+DINO evaluates).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ssl_cyto.tasks.base import SSLTask
+from ssl_cyto.transforms import ViewSpec
+
+
+class DINO(SSLTask):
+    """DINO LightningModule.
+
+    Args:
+        n_local_crops: number of local views per sample (0 disables multi-crop).
+        local_size: side of the local views (default ``input_size * 3 // 7``, i.e. 96 for 224, at least 16).
+        local_scale: crop area range of local views.
+        head_hidden_dim: hidden width of the DINO head MLP.
+        head_bottleneck_dim: bottleneck width before the weight-normalised last layer.
+        head_output_dim: number of prototypes (softmax width).
+        head_batch_norm: BatchNorm in the head MLP.
+        norm_last_layer: keep the last layer's weight norm fixed (more stable).
+        freeze_last_layer: epochs during which the last layer's gradients are dropped.
+        teacher_temp: teacher temperature after warm-up.
+        warmup_teacher_temp: teacher temperature at the start.
+        warmup_teacher_temp_epochs: linear warm-up length (epochs, may be fractional).
+        student_temp: student temperature.
+        center_momentum: momentum of the centre's moving average.
+        momentum_teacher: EMA momentum at the start (cosine-scheduled to 1).
+        weight_decay_end: weight decay at the end of the cosine weight-decay schedule.
+        clip_grad: max global norm of the student gradients (0 disables; the Trainer's
+            ``gradient_clip_val`` takes precedence when set).
+        backbone, backbone_kwargs, input_size, ...: see :class:`ssl_cyto.tasks.base.SSLTask`.
+    """
+
+    method = "dino"
+
+    def __init__(
+        self,
+        n_local_crops: int = 6,
+        local_size: int | None = None,
+        local_scale: tuple[float, float] = (0.1, 0.4),
+        head_hidden_dim: int = 1024,
+        head_bottleneck_dim: int = 256,
+        head_output_dim: int = 4096,
+        head_batch_norm: bool = False,
+        norm_last_layer: bool = True,
+        freeze_last_layer: int = 1,
+        teacher_temp: float = 0.07,
+        warmup_teacher_temp: float = 0.04,
+        warmup_teacher_temp_epochs: float = 10.0,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        momentum_teacher: float = 0.996,
+        weight_decay_end: float = 0.4,
+        clip_grad: float = 3.0,
+        backbone: str = "resnet18",
+        backbone_kwargs: dict[str, Any] | None = None,
+        input_size: int = 96,
+        checkpoint_path: str | None = None,
+        optimizer: Literal["lars", "adamw", "sgd"] = "adamw",
+        lr: float = 5e-4,
+        lr_scaling: Literal["linear", "sqrt", "none"] = "linear",
+        weight_decay: float = 0.04,
+        warmup_epochs: float = 1.0,
+        warmup_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            backbone=backbone,
+            backbone_kwargs=backbone_kwargs,
+            input_size=input_size,
+            checkpoint_path=checkpoint_path,
+            optimizer=optimizer,
+            lr=lr,
+            lr_scaling=lr_scaling,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            warmup_steps=warmup_steps,
+            **kwargs,
+        )
+        from lightly.loss import DINOLoss
+        from lightly.models.modules.heads import DINOProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
+
+        self.local_size = int(local_size) if local_size else max(16, self.input_size * 3 // 7)
+
+        def head() -> DINOProjectionHead:
+            return DINOProjectionHead(
+                self.embed_dim,
+                head_hidden_dim,
+                head_bottleneck_dim,
+                head_output_dim,
+                batch_norm=head_batch_norm,
+                freeze_last_layer=freeze_last_layer,
+                norm_last_layer=norm_last_layer,
+            )
+
+        self.student_head = head()
+        # The teacher starts as an exact copy of the student; the head is built fresh rather than
+        # deep-copied (weight_norm parametrisations do not deep-copy reliably) and loaded.
+        self.teacher_backbone = copy.deepcopy(self.backbone)
+        self.teacher_head = head()
+        self.teacher_head.load_state_dict(self.student_head.state_dict())
+        deactivate_requires_grad(self.teacher_backbone)
+        deactivate_requires_grad(self.teacher_head)
+        self.criterion = DINOLoss(
+            output_dim=head_output_dim,
+            teacher_temp=teacher_temp,
+            warmup_teacher_temp=warmup_teacher_temp,
+            student_temp=student_temp,
+            center_momentum=center_momentum,
+        )
+
+    @property
+    def student_backbone(self) -> nn.Module:
+        """The student backbone (``self.backbone``)."""
+        return self.backbone
+
+    def export_backbone(self) -> nn.Module:
+        """The teacher backbone: the EMA network DINO evaluates."""
+        return self.teacher_backbone
+
+    def view_specs(self) -> list[ViewSpec]:
+        h = self.hp
+        g = tuple(h.crop_scale)
+        specs = [ViewSpec(self.input_size, g, 1.0), ViewSpec(self.input_size, g, 0.1)]
+        return specs + [ViewSpec(self.local_size, tuple(h.local_scale), 0.5)] * h.n_local_crops
+
+    # ---- schedules (pure functions of the optimiser step) -----------------------------------------
+    def _progress_epochs(self) -> float:
+        steps_per_epoch = self.total_steps() / max(1, self.trainer.max_epochs or 1)
+        return self.trainer.global_step / max(1.0, steps_per_epoch)
+
+    def teacher_temperature(self) -> float:
+        """Linear warm-up from ``warmup_teacher_temp`` to ``teacher_temp`` over the warm-up epochs."""
+        h = self.hp
+        if h.warmup_teacher_temp_epochs <= 0:
+            return float(h.teacher_temp)
+        f = min(1.0, self._progress_epochs() / h.warmup_teacher_temp_epochs)
+        return float(h.warmup_teacher_temp + f * (h.teacher_temp - h.warmup_teacher_temp))
+
+    def teacher_momentum(self) -> float:
+        """EMA momentum: cosine from ``momentum_teacher`` to 1 over the run."""
+        from lightly.utils.scheduler import cosine_schedule
+
+        step = min(self.trainer.global_step, self.total_steps())
+        return float(cosine_schedule(step, self.total_steps(), self.hp.momentum_teacher, 1.0))
+
+    def weight_decay_at(self, step: int) -> float:
+        """Cosine weight-decay schedule from ``weight_decay`` to ``weight_decay_end``."""
+        from lightly.utils.scheduler import cosine_schedule
+
+        total = self.total_steps()
+        return float(cosine_schedule(min(step, total), total, self.hp.weight_decay, self.hp.weight_decay_end))
+
+    # ---- training ---------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        wd = self.weight_decay_at(self.trainer.global_step)
+        for opt in self.trainer.optimizers:
+            for g in opt.param_groups:
+                if g["weight_decay"] > 0:
+                    g["weight_decay"] = wd
+        self.log("train/weight_decay", wd, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
+
+    def compute_loss(self, batch: list[torch.Tensor], teacher_temp: float) -> torch.Tensor:
+        """DINO loss of a multi-view batch (2 global views first, then local views); updates the centre.
+
+        Views of the same size go through the networks as one batch (shared BatchNorm statistics).
+        """
+        global_views, local_views = batch[:2], batch[2:]
+        with torch.no_grad():
+            t_out = self.teacher_head(self.teacher_backbone(torch.cat(global_views))).chunk(len(global_views))
+        s_out = list(self.student_head(self(torch.cat(global_views))).chunk(len(global_views)))
+        if local_views:
+            s_out += list(self.student_head(self(torch.cat(local_views))).chunk(len(local_views)))
+        return self.criterion(list(t_out), s_out, teacher_temp=teacher_temp)
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        b = batch[0].shape[0]
+        temp = self.teacher_temperature()
+        loss = self.compute_loss(batch, temp)
+        self.log_loss(loss, b)
+        self.log("train/teacher_temp", temp, on_step=True, on_epoch=False, batch_size=b)
+        return loss
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Drop the last head layer's gradients during the first epochs, then clip the student's."""
+        self.student_head.cancel_last_layer_gradients(self.current_epoch)
+        clip = gradient_clip_val if gradient_clip_val else self.hp.clip_grad
+        if clip and clip > 0:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm
+            )
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step the student, then move the teacher: ``teacher = m * teacher + (1 - m) * student``."""
+        from lightly.models.utils import update_momentum
+
+        m = self.teacher_momentum()
+        super().optimizer_step(*args, **kwargs)
+        update_momentum(self.backbone, self.teacher_backbone, m=m)
+        update_momentum(self.student_head, self.teacher_head, m=m)
+        self.log("train/teacher_momentum", m, on_step=True, on_epoch=False)
