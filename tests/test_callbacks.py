@@ -48,10 +48,17 @@ def test_embedding_stats_collapse_vs_healthy() -> None:
     s = embedding_stats(const)
     assert s["std"] == pytest.approx(0.0, abs=1e-6)
     assert s["effective_rank"] == pytest.approx(1.0, abs=1e-4)
+    assert s["effective_rank_centred"] == 0.0
+    # Varying (slightly) along one direction only: centred effective rank about 1.
+    base, direction = torch.zeros(32), torch.zeros(32)
+    base[0], direction[1] = 5.0, 1.0
+    line = base + 0.01 * torch.randn(64, 1) * direction
+    assert embedding_stats(line)["effective_rank_centred"] == pytest.approx(1.0, abs=0.05)
     healthy = embedding_stats(torch.randn(2000, 32))
     # Isotropic Gaussian: L2-normalised coordinates have std ~ 1/sqrt(D).
     assert healthy["std_ratio"] == pytest.approx(1.0, abs=0.05)
     assert healthy["effective_rank"] > 25
+    assert healthy["effective_rank_centred"] > 25
     bad = embedding_stats(torch.tensor([[float("nan"), 1.0], [0.0, 1.0]]))
     assert bad["finite"] == 0.0
 
@@ -176,6 +183,7 @@ def test_collapse_detected_on_constant_embeddings(tmp_path: Path) -> None:
     trainer.fit(_Toy(constant=True), datamodule=_DM())
     assert guard.tripped and "collapse" in guard.reason
     assert guard.last_stats["effective_rank"] == pytest.approx(1.0, abs=1e-3)
+    assert guard.last_stats["effective_rank_centred"] == pytest.approx(0.0, abs=1e-3)
     assert trainer.global_step == 8  # stopped at the first epoch end
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # nothing saved after the trip
 
@@ -190,7 +198,7 @@ def test_healthy_run_not_stopped_and_knn_logged(tmp_path: Path) -> None:
     assert not guard.tripped
     assert [s for s, _ in knn.history] == [0, 8, 16]  # before training and after each of two epochs
     assert all(0.0 <= a <= 1.0 for _, a in knn.history)
-    assert guard.last_stats["effective_rank"] > 1.5
+    assert guard.last_stats["effective_rank_centred"] > 1.5
     assert thr.last_metrics["throughput/cells_per_s"] > 0
     assert thr.last_metrics["throughput/images_per_s"] == pytest.approx(
         2 * thr.last_metrics["throughput/cells_per_s"]
