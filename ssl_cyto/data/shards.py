@@ -66,6 +66,7 @@ DEFAULT_SHARD_SIZE = 1000
 FORMATS = ("png", "jpg", "webp")
 REQUIRED_COLUMNS = ("cell_id", "source", "path", "root")
 ROW_COLUMNS = ("cell_id", "source", "path", "root", "label", "reannot1", "reannot2", "um_per_px", "sha256")
+PNG_COMPRESS_LEVEL = 3  # zlib level: ~4x faster than Pillow's default 6 for ~13% more bytes (AML TIFFs)
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
 TAR_MTIME = 0  # fixed header time: identical inputs give byte-identical shards
@@ -248,7 +249,7 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 def _encode(img: Image.Image, fmt: str) -> bytes:
     buf = io.BytesIO()
     if fmt == "png":
-        img.save(buf, format="PNG")
+        img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     elif fmt == "jpg":
         img.save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     elif fmt == "webp":
@@ -390,7 +391,7 @@ def _sidecar_ok(out: Path, index: int) -> dict | None:
         return None
     try:
         sidecar = json.loads(side.read_text())
-    except json.JSONDecodeError:
+    except ValueError:  # unreadable sidecar: redo the shard
         return None
     if sidecar.get("bytes") != tar.stat().st_size or sidecar.get("sha256") != file_sha256(tar):
         return None
@@ -438,7 +439,7 @@ def pack(
         shard_size: cells per shard (before skipping bad files).
         workers: worker processes (one shard per task); ``0`` or ``1`` packs in this process.
         image_size: resize the shorter side to this many pixels (every image is re-encoded).
-        fmt: ``png`` (lossless, default), ``jpg`` (quality 95, 4:4:4) or ``webp`` (quality 95), used
+        fmt: ``png`` (lossless, zlib level 3; default), ``jpg`` (quality 95, 4:4:4) or ``webp`` (quality 95), used
             only when an image is re-encoded.
         um_per_px: per-source physical pixel size overriding the catalog column, e.g.
             ``{"aml-lmu": 0.1}``.
@@ -690,7 +691,7 @@ def verify(shard_dir: str | os.PathLike, decode: bool = False, progress: bool = 
                 continue
             try:
                 row = json.loads(parts["json"])
-            except json.JSONDecodeError as exc:
+            except ValueError as exc:  # JSONDecodeError or UnicodeDecodeError
                 problems.append(f"{s['name']}: sample {key}: bad json ({exc})")
                 continue
             if cell_key(str(row.get("cell_id"))) != key:
@@ -804,3 +805,11 @@ def main(args: argparse.Namespace) -> int:
     if len(index["skipped"]) > 10:
         print(f"  ... and {len(index['skipped']) - 10} more", file=sys.stderr)
     return 0
+
+
+if __name__ == "__main__":  # python -m ssl_cyto.data.shards ... (same options as `ssl-cyto pack`)
+    _parser = argparse.ArgumentParser(
+        prog="python -m ssl_cyto.data.shards", description=__doc__.splitlines()[0]
+    )
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))
