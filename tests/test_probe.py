@@ -200,8 +200,8 @@ def test_reannotation_scored_beside_raters(tmp_path: Path) -> None:
     te = pd.read_parquet(d / "split.parquet").query("split == 'test'")["cell_id"]
     cells = pd.read_parquet(d / "cells.parquet").set_index("cell_id").loc[te]
     expect = (cells["reannot1"] == cells["label"]).mean()
-    assert agree["raters"]["read 1 vs gold"]["accuracy"]["estimate"] == pytest.approx(expect)
-    assert "vs read 2" in agree["models"][res["main_model"]]
+    assert agree["raters"]["gold vs reannot1"]["accuracy"]["estimate"] == pytest.approx(expect)
+    assert "vs reannot2" in agree["models"][res["main_model"]]
     assert "re-annotated test cells" in Path(res["report"]).read_text()
 
 
@@ -232,3 +232,28 @@ def test_cli_returns_2_on_user_error(tmp_path: Path, capsys) -> None:
     args = parser.parse_args([str(tmp_path / "missing"), "--fast", "--baselines", "none", "--min-cells", "3"])
     assert P.main(args) == 2
     assert "not an embedding folder" in capsys.readouterr().err
+
+
+def test_cross_dataset_tasks_and_matek_reference(tmp_path: Path) -> None:
+    from ssl_cyto.data.vocabulary import to_shared
+
+    x, labels = blobs(24, 3, spread=0.3, seed=3)
+    names = {"C0": "NGS", "C1": "LYT", "C2": "MON"}
+    labels = [names[lab] for lab in labels]
+    n = len(labels)
+    sources = ["aml-lmu" if i % 2 else "bm-mll" for i in range(n)]
+    assert to_shared("aml-lmu", "NGS") == to_shared("bm-mll", "NGS") is not None
+    d = write_emb_dir(tmp_path / "two", x, labels, source=sources)
+    res = P.probe(d, fast=True, baselines="none", min_cells=5, n_boot=50)
+    tasks = res["tasks"]
+    assert {
+        "aml-lmu",
+        "bm-mll",
+        "aml-lmu -> bm-mll (shared vocabulary)",
+        "bm-mll -> aml-lmu (shared vocabulary)",
+    } == set(tasks)
+    cross = tasks["aml-lmu -> bm-mll (shared vocabulary)"]
+    assert cross["n_test"] == tasks["bm-mll"]["n_test"]  # the same held-out bm-mll cells
+    assert cross["metrics"][res["main_model"]]["linear"]["accuracy"]["estimate"] > 0.9
+    text = Path(res["report"]).read_text()
+    assert "Matek 2021 precision (strict)" in text and "0.92 ± 0.02" in text  # NGS, Table 1

@@ -65,6 +65,7 @@ RETRIEVAL_K = 10
 TEMPERATURE = 0.07
 CLASSIFIERS = ("linear", "knn1", "knn20")
 SPLIT_FILE = "split.parquet"
+UNASSIGNABLE = "UNC"  # as ssl_cyto.data.vocabulary.UNASSIGNABLE
 REFERENCES = Path(__file__).resolve().parent / "references"
 MATEK_TABLE1 = REFERENCES / "matek2021_table1.csv"
 
@@ -126,6 +127,11 @@ def _has_value(series: pd.Series) -> pd.Series:
     return series.notna() & (series.astype(str).str.strip() != "")
 
 
+def _labelled(cells: pd.DataFrame) -> pd.Series:
+    """Cells with an expert label (``UNC``, AML-LMU's "unassignable", is not a label)."""
+    return _has_value(cells["label"]) & (cells["label"].astype(str) != UNASSIGNABLE)
+
+
 # ----------------------------------------------------------------------------------------------
 # splits
 
@@ -144,7 +150,7 @@ def make_split(cells: pd.DataFrame, protocol: str, seed: int = 0) -> pd.DataFram
 
     if protocol not in PROTOCOLS:
         raise ProbeError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    lab = cells.loc[_has_value(cells["label"])].sort_values("cell_id", kind="stable")
+    lab = cells.loc[_labelled(cells)].sort_values("cell_id", kind="stable")
     if lab.empty:
         raise ProbeError("no labelled cells: the probe needs cells with a 'label' (expert class)")
     ids = lab["cell_id"].to_numpy()
@@ -190,7 +196,7 @@ def load_or_make_split(
 
     path = Path(emb_dir) / SPLIT_FILE
     col = "split" if protocol == "holdout20" else "fold"
-    wanted = set(cells.loc[_has_value(cells["label"]), "cell_id"])
+    wanted = set(cells.loc[_labelled(cells), "cell_id"])
     saved = None
     note = ""
     if path.exists():
@@ -271,7 +277,7 @@ def build_tasks(
 
     notes: list[str] = []
     fold, test_folds = _fold_of(cells, split, protocol)
-    labelled = _has_value(cells["label"]).to_numpy()
+    labelled = _labelled(cells).to_numpy()
     source = cells["source"].astype(str).to_numpy()
     label = cells["label"].astype(str).to_numpy()
     tasks: list[Task] = []
@@ -570,12 +576,9 @@ def _align(cells: pd.DataFrame, other_dir: Path) -> np.ndarray:
 
 
 def _kappa(a: Sequence, b: Sequence) -> float:
-    from sklearn.metrics import cohen_kappa_score
+    from ssl_cyto.data.agreement import cohen_kappa
 
-    a, b = list(a), list(b)
-    if len(set(a) | set(b)) < 2:
-        return float("nan")
-    return float(cohen_kappa_score(a, b))
+    return float(cohen_kappa([str(v) for v in a], [str(v) for v in b]))
 
 
 def _agreement_block(
@@ -606,16 +609,16 @@ def _agreement_block(
         return {"accuracy": CI(float(correct.mean()), float(lo), float(hi)).as_dict(), "kappa": _kappa(x, y)}
 
     out: dict[str, Any] = {"n_cells": int(both.sum()), "raters": {}, "models": {}}
-    out["raters"]["read 1 vs gold"] = score(a1, gold)
-    out["raters"]["read 2 vs gold"] = score(a2, gold)
-    out["raters"]["read 1 vs read 2"] = score(a1, a2)
+    out["raters"]["gold vs reannot1"] = score(a1, gold)
+    out["raters"]["gold vs reannot2"] = score(a2, gold)
+    out["raters"]["reannot1 vs reannot2"] = score(a1, a2)
     names = np.array(task.classes, dtype=object)
     for model, p in preds.items():
         pn = np.array([str(v) for v in names[p[both]]])
         out["models"][model] = {
             "vs gold": score(pn, gold),
-            "vs read 1": score(pn, a1),
-            "vs read 2": score(pn, a2),
+            "vs reannot1": score(pn, a1),
+            "vs reannot2": score(pn, a2),
         }
     return out
 
@@ -790,7 +793,7 @@ def probe(
         "split": split_note,
         "grouped_by_patient": bool("patient" in cells.columns and _has_value(cells["patient"]).any()),
         "n_cells": len(cells),
-        "n_labelled": int(_has_value(cells["label"]).sum()),
+        "n_labelled": int(_labelled(cells).sum()),
         "notes": notes,
         "tasks": {},
     }
@@ -944,7 +947,7 @@ def _intro_section(result: dict, cells: pd.DataFrame, embed_meta: dict, markdown
     else:
         lines.append("- Label efficiency skipped (`--fast`).")
     counts = (
-        cells.loc[_has_value(cells["label"])]
+        cells.loc[_labelled(cells)]
         .groupby(["source", "label"])
         .size()
         .reset_index(name="cells")
@@ -1106,8 +1109,10 @@ def _task_sections(
         out.append(
             (
                 f"{task.name}: re-annotated test cells ({agree['n_cells']} cells)",
-                "Agreement on the test cells that carry both re-annotations; the raters' rows are the human ceiling "
-                "on the same cells (kappa: scikit-learn's Cohen's kappa).\n\n" + markdown_table(rows),
+                "Agreement on the test cells that carry both re-annotations (`UNC`, unassignable, counts as a class "
+                "of its own); the raters' rows are the human ceiling on the same cells (Cohen's kappa from "
+                "`ssl_cyto.data.agreement`; the model is scored on its own classes, so a rater's `UNC` or a class "
+                "below the minimum is always a miss for it).\n\n" + markdown_table(rows),
             )
         )
     out.append((f"{task.name}: confusion matrix", f"![confusion matrix]({png})"))
