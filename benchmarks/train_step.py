@@ -296,10 +296,8 @@ def hardware() -> dict[str, Any]:
     info["torch_threads"] = torch.get_num_threads()
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        info["load_avg_1m_at_start"] = os.getloadavg()[0]
-    except OSError:
-        pass
+    if hasattr(os, "getloadavg"):
+        info["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)
     return info
 
 
@@ -311,7 +309,7 @@ def versions() -> dict[str, str]:
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
-            pass
+            out[pkg] = "not installed"
     return out
 
 
