@@ -227,3 +227,21 @@ def test_transforms_and_export_meta():
     assert meta["architecture"] == "tiny_cnn" and meta["embed_dim"] == 8 and meta["method"] == "simclr"
     dino = DINO(**DINO_TINY)
     assert [tuple(v.shape) for v in dino.train_transform(img)] == [(3, 16, 16)] * 2 + [(3, 16, 16)] * 2
+
+
+def test_checkpoint_exports_teacher_through_load_backbone(tmp_path):
+    pytest.importorskip("ssl_cyto.export")
+    from ssl_cyto.models.backbones import load_backbone, save_backbone
+
+    torch.manual_seed(0)
+    task = DINO(**DINO_TINY, optimizer="sgd", lr=10.0, warmup_steps=0, channels_last=True)
+    trainer = fit(task, views(2, 2, local=8))
+    ckpt = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(ckpt)
+    module, meta = load_backbone(str(ckpt))
+    assert meta["architecture"] == "tiny_cnn" and meta["method"] == "dino"
+    for k, v in task.teacher_backbone.state_dict().items():
+        torch.testing.assert_close(module.state_dict()[k], v)
+    out = save_backbone(module, tmp_path / "bb", meta)
+    _, saved = load_backbone(str(out))
+    assert saved["weights_sha256"] == meta["weights_sha256"]

@@ -428,6 +428,9 @@ def load_backbone(
         from ssl_cyto.export import backbone_from_checkpoint
 
         module, meta = backbone_from_checkpoint(path)
+        meta = dict(meta)
+        if not meta.get("weights_sha256"):  # the hash save_backbone would record for these weights
+            meta["weights_sha256"] = hashlib.sha256(_serialize_state(module)).hexdigest()
         return module.eval(), meta
     if path.is_dir() or path.name == "model.json":
         folder = path if path.is_dir() else path.parent

@@ -152,6 +152,12 @@ class SSLTask(pl.LightningModule):
             "method": self.method,
         }
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Make every checkpoint self-describing (``ssl_cyto.export`` rebuilds the task from it)."""
+        info = checkpoint.setdefault("ssl_cyto", {})
+        info.setdefault("task_class", f"{type(self).__module__}.{type(self).__qualname__}")
+        info.setdefault("method", self.method)
+
     def configure_model(self) -> None:
         trainer = self._trainer
         # SyncBatchNorm needs an accelerator (PyTorch refuses CPU tensors), so CPU DDP keeps local BN.
