@@ -257,3 +257,50 @@ def test_cross_dataset_tasks_and_matek_reference(tmp_path: Path) -> None:
     assert cross["metrics"][res["main_model"]]["linear"]["accuracy"]["estimate"] > 0.9
     text = Path(res["report"]).read_text()
     assert "Matek 2021 precision (strict)" in text and "0.92 ± 0.02" in text  # NGS, Table 1
+
+
+def test_auto_baselines_go_through_embed_and_are_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--baselines auto builds the random backbone from model.json and calls embed() with embed.json's spec."""
+    import shutil
+    import sys
+    import types
+
+    x, labels = blobs(15, 2)
+    d = write_emb_dir(tmp_path / "e", x, labels)
+    meta = {
+        "architecture": "tiny_cnn",
+        "backbone_kwargs": {"width": 8, "depth": 2},
+        "method": "dino",
+        "input_size": 32,
+    }
+    (d / "model.json").write_text(json.dumps(meta))
+    (d / "embed.json").write_text(json.dumps({"data": "some/shards", "batch_size": 7, "not_a_parameter": 1}))
+    calls: list[dict] = []
+
+    def fake_embed(model: str, data: str, out_dir: str, batch_size: int = 256) -> Path:
+        calls.append({"model": model, "data": data, "out_dir": out_dir, "batch_size": batch_size})
+        out = Path(out_dir)
+        shutil.copy(d / "cells.parquet", out / "cells.parquet")
+        rng = np.random.default_rng(len(calls))
+        np.save(out / "embeddings.npy", rng.normal(size=x.shape).astype(np.float32))
+        shutil.copy(Path(model) / "model.json", out / "model.json")
+        return out
+
+    monkeypatch.setitem(sys.modules, "ssl_cyto.embed", types.SimpleNamespace(embed=fake_embed))
+    res = P.probe(d, fast=True, min_cells=5, n_boot=20)
+    assert [Path(c["out_dir"]).name for c in calls] == ["random", "colour"]
+    assert all(c["data"] == "some/shards" and c["batch_size"] == 7 for c in calls)
+    rnd = json.loads((d / "baselines" / "random" / "backbone" / "model.json").read_text())
+    assert (rnd["architecture"], rnd["backbone_kwargs"], rnd["method"], rnd["input_size"]) == (
+        "tiny_cnn",
+        {"width": 8, "depth": 2},
+        "random",
+        32,
+    )
+    col = json.loads((d / "baselines" / "colour" / "backbone" / "model.json").read_text())
+    assert col["architecture"] == "colour_hist" and col["std"] == [1.0, 1.0, 1.0]
+    assert len(res["models"]) == 3
+    P.probe(d, fast=True, min_cells=5, n_boot=20)
+    assert len(calls) == 2  # reused, not embedded again
