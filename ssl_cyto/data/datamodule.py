@@ -291,10 +291,30 @@ def collate_eval(items: list[Any]) -> tuple[Any, list[dict]] | None:
 _CLASSES: dict[str, type] = {}
 
 
-def _build_classes() -> dict[str, type]:
-    if _CLASSES:
+_TORCH_NAMES = (
+    "ShardTrainStream",
+    "CatalogTrainDataset",
+    "FixedLengthSampler",
+    "RankShareSampler",
+    "LabelledSubset",
+    "ShardEvalStream",
+    "CatalogEvalDataset",
+    "EpochLoader",
+)
+
+
+def _register(classes: dict[str, type]) -> None:
+    for name, cls in classes.items():
+        cls.__qualname__ = name  # picklable as ssl_cyto.data.datamodule.<name>
+        cls.__module__ = __name__
+    _CLASSES.update(classes)
+    globals().update(classes)
+
+
+def _torch_classes() -> dict[str, type]:
+    """Datasets, samplers and loaders (torch only; no Lightning import, so embedding starts fast)."""
+    if "EpochLoader" in _CLASSES:
         return _CLASSES
-    import pytorch_lightning as pl
     import torch
     from torch.utils.data import DataLoader, Dataset, IterableDataset
     from torch.utils.data.distributed import DistributedSampler
@@ -579,6 +599,37 @@ def _build_classes() -> dict[str, type]:
             self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
             return super().__iter__()
 
+    _register(
+        {
+            "ShardTrainStream": ShardTrainStream,
+            "CatalogTrainDataset": CatalogTrainDataset,
+            "FixedLengthSampler": FixedLengthSampler,
+            "RankShareSampler": RankShareSampler,
+            "LabelledSubset": LabelledSubset,
+            "ShardEvalStream": ShardEvalStream,
+            "CatalogEvalDataset": CatalogEvalDataset,
+            "EpochLoader": EpochLoader,
+        }
+    )
+    return _CLASSES
+
+
+def _build_classes() -> dict[str, type]:
+    """All lazily built classes, including the Lightning :class:`CellDataModule`."""
+    if "CellDataModule" in _CLASSES:
+        return _CLASSES
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import DataLoader
+
+    t = _torch_classes()
+    ShardTrainStream = t["ShardTrainStream"]
+    CatalogTrainDataset = t["CatalogTrainDataset"]
+    FixedLengthSampler = t["FixedLengthSampler"]
+    RankShareSampler = t["RankShareSampler"]
+    LabelledSubset = t["LabelledSubset"]
+    EpochLoader = t["EpochLoader"]
+
     class CellDataModule(pl.LightningDataModule):
         """Cells for SSL pretraining (train), online kNN (val) and embedding (see :func:`eval_loader`).
 
@@ -782,6 +833,7 @@ def _build_classes() -> dict[str, type]:
                 seed=self.seed,
                 weights=weights,
             )
+            sampler.set_epoch(self._current_epoch())  # Lightning calls set_epoch again at each epoch
             paths = [str(Path(r["root"]) / r["path"]) for r in rows]
             return DataLoader(
                 CatalogTrainDataset(paths, transform),
@@ -812,37 +864,14 @@ def _build_classes() -> dict[str, type]:
                 pin_memory=self.pin_memory,
             )
 
-    classes = {
-        "ShardTrainStream": ShardTrainStream,
-        "CatalogTrainDataset": CatalogTrainDataset,
-        "FixedLengthSampler": FixedLengthSampler,
-        "RankShareSampler": RankShareSampler,
-        "LabelledSubset": LabelledSubset,
-        "ShardEvalStream": ShardEvalStream,
-        "CatalogEvalDataset": CatalogEvalDataset,
-        "EpochLoader": EpochLoader,
-        "CellDataModule": CellDataModule,
-    }
-    for name, cls in classes.items():
-        cls.__qualname__ = name  # picklable as ssl_cyto.data.datamodule.<name>
-        cls.__module__ = __name__
-    _CLASSES.update(classes)
-    globals().update(classes)
+    _register({"CellDataModule": CellDataModule})
     return _CLASSES
 
 
 def __getattr__(name: str) -> Any:
-    if name in {
-        "ShardTrainStream",
-        "CatalogTrainDataset",
-        "FixedLengthSampler",
-        "RankShareSampler",
-        "LabelledSubset",
-        "ShardEvalStream",
-        "CatalogEvalDataset",
-        "EpochLoader",
-        "CellDataModule",
-    }:
+    if name in _TORCH_NAMES:
+        return _torch_classes()[name]
+    if name == "CellDataModule":
         return _build_classes()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -902,7 +931,7 @@ def eval_loader(
     import pandas as pd
     from torch.utils.data import DataLoader
 
-    classes = _build_classes()
+    classes = _torch_classes()
     if not 0 <= rank < world_size:
         raise DataSpecError(f"rank {rank} is not in [0, {world_size})")
     if isinstance(data, pd.DataFrame):
