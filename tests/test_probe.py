@@ -125,7 +125,11 @@ def test_probe_metrics_match_sklearn_and_report(emb: Path) -> None:
     assert "RARE (1)" in text and "Not grouped by patient" in text
     assert "AP@k = (1 / sum_{i<=k} rel_i)" in text
     assert (emb / "probe" / "confusion_folder_synth.png").stat().st_size > 1000
-    assert json.loads((emb / "probe" / "probe.json").read_text())["protocol"] == "holdout20"
+    saved = json.loads((emb / "probe" / "probe.json").read_text())
+    assert saved["protocol"] == "holdout20"
+    rows = P.headline(saved)
+    assert [r["model"] for r in rows] == list(res["models"])
+    assert rows[1][f"{res['main_model']} minus this (linear bal. acc.)"].endswith("beats")
 
 
 def test_shuffled_labels_fall_to_chance(tmp_path: Path) -> None:

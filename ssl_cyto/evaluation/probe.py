@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ProbeError",
+    "headline",
     "add_arguments",
     "load_embeddings",
     "load_or_make_split",
@@ -899,6 +900,42 @@ def probe(
     result["report"] = str(report)
     print(f"probe: wrote {report} in {result['seconds']} s", file=sys.stderr)
     return result
+
+
+def headline(result: dict, task: str | None = None) -> list[dict[str, str]]:
+    """Compact rows (one per model) of a :func:`probe` result, for summaries such as the demo report.
+
+    Args:
+        result: the dict returned by :func:`probe` (or ``probe.json`` loaded).
+        task: task name (default: the first task, i.e. the first labelled source).
+
+    Returns:
+        Rows with ``model``, ``linear acc.``, ``linear bal. acc.``, ``kNN-20 acc.``, ``kNN-20 bal. acc.``
+        ("estimate [low, high]"), ``mAP@5``, and for baselines ``vs <model> (linear bal. acc.)`` = the
+        paired difference of the evaluated model minus that baseline with its verdict.
+    """
+    tasks = result.get("tasks") or {}
+    if not tasks:
+        return []
+    name = task or next(iter(tasks))
+    t = tasks[name]
+    main_name = result.get("main_model")
+    rows = []
+    for model, by_clf in t["metrics"].items():
+        row = {"task": name, "model": model}
+        for clf, label in (("linear", "linear"), ("knn20", "kNN-20")):
+            row[f"{label} acc."] = _fmt_ci(by_clf[clf]["accuracy"])
+            row[f"{label} bal. acc."] = _fmt_ci(by_clf[clf]["balanced_accuracy"])
+        row["mAP@5"] = f"{t['retrieval'][model]['mAP@5']:.3f}"
+        diff = (t.get("vs_baselines") or {}).get(model)
+        if diff:
+            v = diff["linear"]["balanced_accuracy"]
+            verdict = "beats" if v["low"] > 0 else ("worse" if v["high"] < 0 else "n.s.")
+            row[f"{main_name} minus this (linear bal. acc.)"] = (
+                f"{v['estimate']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] {verdict}"
+            )
+        rows.append(row)
+    return rows
 
 
 def _jsonable(obj: Any) -> Any:
