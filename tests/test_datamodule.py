@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 from PIL import Image
 
@@ -313,8 +314,6 @@ def test_val_without_labels_is_off(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- Lightning
 @pytest.mark.parametrize("kind", ["shards", "folder"])
 def test_lightning_fit_runs_the_planned_batches(kind: str, shard_dir: Path, synth_folder: Path) -> None:
-    import pytorch_lightning as pl
-
     class Tiny(pl.LightningModule):
         def __init__(self) -> None:
             super().__init__()
@@ -364,3 +363,68 @@ def test_lightning_fit_runs_the_planned_batches(kind: str, shard_dir: Path, synt
     trainer.fit(model, datamodule=dm)
     assert model.seen == [(0, 4)] * 3 + [(1, 4)] * 3
     assert model.val_seen == 2 * 6
+
+
+# ------------------------------------------------------------------------------------------- DDP
+
+
+class RecordingTask(pl.LightningModule):
+    """Records the epochs of its training steps and the validation images each rank sees."""
+
+    def __init__(self, out: str) -> None:
+        super().__init__()
+        self.out = out
+        self.lin = torch.nn.Linear(3 * 16 * 16, 4)
+        self.seen: list[int] = []
+        self.val_sums: list[float] = []
+
+    @property
+    def train_transform(self) -> TwoViews:
+        return TwoViews()
+
+    @property
+    def eval_transform(self) -> Eval:
+        return Eval()
+
+    def training_step(self, batch: list[torch.Tensor], idx: int) -> torch.Tensor:
+        self.seen.append(self.current_epoch)
+        return sum(self.lin(v.flatten(1)).pow(2).mean() for v in batch)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], idx: int) -> None:
+        self.val_sums += [round(float(x.sum()), 3) for x in batch[0]]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def on_train_end(self) -> None:
+        import json
+
+        Path(self.out, f"rank{self.global_rank}.json").write_text(
+            json.dumps({"seen": self.seen, "val": self.val_sums})
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_two_ranks_run_the_same_batches_and_split_val(shard_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    task = RecordingTask(str(tmp_path))
+    dm = dmod.CellDataModule(str(shard_dir), batch_size=4, num_workers=1, val_size=7, shuffle_buffer=8)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(task, datamodule=dm)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    per_epoch = 48 // (4 * 2)  # default batches_per_epoch: cells // (batch_size * world_size)
+    assert ranks[0]["seen"] == ranks[1]["seen"] == [0] * per_epoch + [1] * per_epoch
+    val = ranks[0]["val"] + ranks[1]["val"]
+    assert len(val) == 2 * 7 and len(ranks[0]["val"]) == 2 * 4 and len(ranks[1]["val"]) == 2 * 3
