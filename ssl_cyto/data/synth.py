@@ -265,23 +265,47 @@ class _Grid:
         return cls._cache[size]
 
     def noise(self, rng: np.random.Generator, n: int, cell: float) -> np.ndarray:
-        """Band-limited noise (n, S, S), roughly unit variance, with features about ``cell`` px wide."""
+        """Band-limited noise (n, S, S), roughly unit variance, with features about ``cell`` px wide.
+
+        Small scales: Gaussian-filtered white noise (isotropic); large scales: smooth value noise on
+        a coarse grid (cheaper, and its grid is invisible at that size).
+        """
         import numpy as np
 
         cell = max(1.0, float(cell))
+        if cell <= 6.0:
+            from scipy.ndimage import gaussian_filter
+
+            sigma = cell / 2.5
+            white = rng.standard_normal((n, self.size, self.size), dtype=np.float32)
+            out = gaussian_filter(white, sigma=(0, sigma, sigma), mode="wrap", truncate=2.5)
+            return out * np.float32(2 * math.sqrt(math.pi) * sigma)
         g = int(math.ceil(self.size / cell)) + 2
-        key = g
-        if key not in self._up:
+        if g not in self._up:
             pos = (np.arange(self.size, dtype=np.float32) + 0.5) / self.size * (g - 2) + 0.5
             i0 = np.floor(pos).astype(np.int64)
             t = pos - i0
             t = t * t * (3 - 2 * t)  # smoothstep: no grid artefacts in the derivative
-            self._up[key] = (i0, np.minimum(i0 + 1, g - 1), t.astype(np.float32))
-        i0, i1, t = self._up[key]
+            self._up[g] = (i0, np.minimum(i0 + 1, g - 1), t.astype(np.float32))
+        i0, i1, t = self._up[g]
         base = rng.standard_normal((n, g, g), dtype=np.float32)
         rows = base[:, i0, :] * (1 - t)[None, :, None] + base[:, i1, :] * t[None, :, None]
         out = rows[:, :, i0] * (1 - t)[None, None, :] + rows[:, :, i1] * t[None, None, :]
         return out * np.float32(1.6)
+
+    def dots(self, rng: np.random.Generator, n: int, radius: float, density: float) -> np.ndarray:
+        """Round granules (n, S, S) in [0, 1]: ``density`` = expected fraction of the area covered."""
+        import numpy as np
+        from scipy.ndimage import gaussian_filter
+
+        radius = max(0.7, float(radius))
+        p = min(0.5, density / (math.pi * radius * radius))
+        imp = (rng.random((n, self.size, self.size), dtype=np.float32) < p).astype(np.float32)
+        imp *= rng.uniform(0.6, 1.4, imp.shape).astype(np.float32)
+        sigma = radius / 1.2
+        blob = gaussian_filter(imp, sigma=(0, sigma, sigma), mode="wrap", truncate=2.5)
+        peak = 1.0 / (2 * math.pi * sigma * sigma)
+        return np.clip(blob / np.float32(peak * 0.6), 0.0, 1.0)
 
 
 def _sig(d: np.ndarray, edge: float) -> np.ndarray:
@@ -310,13 +334,21 @@ def _capsule(u: np.ndarray, v: np.ndarray, a: tuple, b: tuple, r: np.ndarray) ->
 
 
 def _harmonics(rng: np.random.Generator, n: int, th: np.ndarray, amp: float, kmax: int = 5) -> np.ndarray:
-    """Random smooth radial perturbation 1 + sum_k a_k cos(k th + phi_k)."""
+    """Random smooth radial perturbation 1 + sum_k a_k cos(k th + phi_k), k = 2..kmax.
+
+    cos(k th) and sin(k th) come from the angle-addition recurrence (two trig calls in all).
+    """
     import numpy as np
 
+    c1, s1 = np.cos(th), np.sin(th)
+    ck, sk = c1, s1
     out = np.ones_like(th)
     for k in range(2, kmax + 1):
-        a = _col(rng.normal(0, amp / math.sqrt(k - 1), n))
-        out += a * np.cos(k * th + _col(rng.uniform(0, 2 * np.pi, n)))
+        ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
+        a = rng.normal(0, amp / math.sqrt(k - 1), n)
+        phi = rng.uniform(0, 2 * np.pi, n)
+        # a cos(k th + phi) = a cos(phi) cos(k th) - a sin(phi) sin(k th)
+        out += _col(a * np.cos(phi)) * ck - _col(a * np.sin(phi)) * sk
     return out
 
 
@@ -401,8 +433,14 @@ def _nucleus_sdf(m: Morph, rng: np.random.Generator, n: int, u: np.ndarray, v: n
 
 
 def render_cells(
-    label: str, n: int, size: int, rng: np.random.Generator, field_um: float = 26.0
-) -> tuple[np.ndarray, np.ndarray]:
+    label: str,
+    n: int,
+    size: int,
+    rng: np.random.Generator,
+    field_um: float = 26.0,
+    max_render: int = 224,
+    return_mask: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Draw ``n`` cells of one class.
 
     Args:
@@ -411,19 +449,26 @@ def render_cells(
         size: image side in pixels.
         rng: the random generator (determines the cells).
         field_um: micrometres across the image (sets the cell size in pixels).
+        max_render: larger images are drawn at this size and upsampled (bilinear), which keeps the
+            generator fast at 400 px; the detail of a 224 px drawing is all a 400 px crop of a blurry
+            100x field shows.
+        return_mask: also return the cell mask (costs a resize per image when upsampling).
 
     Returns:
         ``(rgb, cellmask)``: uint8 array (n, size, size, 3) and float32 (n, size, size) soft mask of the
-        cell (1 inside), used for the alpha channel.
+        cell (1 inside), used for the alpha channel (``None`` unless ``return_mask``).
     """
     import numpy as np
 
     m = _morph(label)
-    G = _Grid.get(size)
-    S = float(size)
+    S_out = int(size)
+    S_int = min(S_out, int(max_render))
+    G = _Grid.get(S_int)
+    S = float(S_int)
     ppu = S / field_um
-    edge = max(0.6, S / 350.0)
+    edge = max(0.5, S / 300.0)
     R = m.diameter_um / 2 * ppu * rng.normal(1.0, 0.09, n).clip(0.75, 1.25)
+    Rm = float(R.mean())
     cx = S / 2 + rng.normal(0, 0.025 * S, n)
     cy = S / 2 + rng.normal(0, 0.025 * S, n)
     rot = rng.uniform(0, 2 * np.pi, n)
@@ -441,28 +486,29 @@ def render_cells(
     if m.hairy:
         kh = _col(rng.integers(14, 24, n))
         hair = np.maximum(np.cos(kh * th + _col(rng.uniform(0, 6.3, n))), 0) ** 6
-        rad = rad + 0.16 * hair * (1 + 0.5 * G.noise(rng, n, S / 12))
+        rad = rad + 0.18 * hair * (1 + 0.5 * G.noise(rng, n, S / 12))
     d_cell = r - Rc * rad
     cell = _sig(d_cell, edge)
 
-    # --- nucleus
+    # --- nucleus: shape from the class, chromatin texture from the class
     rn = R * m.nuc_frac * rng.normal(1.0, 0.06, n).clip(0.8, 1.2)
     off = _col(R * m.eccentric * rng.uniform(0.7, 1.2, n))
     nu, nv = u - off, v
     d_nuc = _nucleus_sdf(m, rng, n, nu, nv, rn)
-    nuc = _sig(d_nuc, edge * 1.3) * (1.0 if m.no_cytoplasm else cell)
+    nuc = _sig(d_nuc, edge * 1.2) * (1.0 if m.no_cytoplasm else cell)
     dens, scale, amp = CHROMATIN[m.chromatin]
     dens = dens * rng.uniform(0.85, 1.15, n)
-    tex = G.noise(rng, n, scale * S * 0.1 * (R.mean() / (0.1 * S)))
-    if m.chromatin == "streaky":
-        tex = 0.5 * tex + 0.5 * np.roll(tex, 3, axis=2)
-    chrom = _col(dens) * np.clip(
-        1 + amp * tex + 0.35 * amp * G.noise(rng, n, scale * R.mean() * 0.5), 0.05, None
-    )
+    tex = G.noise(rng, n, scale * Rm)
+    if m.chromatin == "streaky":  # smeared: texture stretched along one direction
+        tex = 0.5 * tex + 0.5 * np.roll(tex, max(1, int(Rm * 0.08)), axis=2)
+    fine = G.noise(rng, n, max(1.0, 0.02 * Rm))
+    chrom = _col(dens) * (1 + amp * np.tanh(tex) + 0.12 * np.tanh(fine))
+    if m.chromatin == "clumped":  # dark clumps separated by paler parachromatin
+        chrom = chrom + _col(dens) * 0.5 * G.dots(rng, n, 0.07 * Rm, 0.35)
     azure = nuc * chrom
     eosin = np.zeros_like(azure)
 
-    # nucleoli: pale spots inside a round nucleus
+    # nucleoli: pale round spots inside the nucleus
     lo, hi = m.nucleoli
     if hi > 0:
         k = rng.integers(lo, hi + 1, n)
@@ -471,14 +517,13 @@ def render_cells(
             rr = rn * rng.uniform(0.0, 0.45, n)
             rj = np.where(j < k, rn * rng.uniform(0.1, 0.16, n), -1e4)
             spot = _sig(np.hypot(nu - _col(rr * np.cos(a)), nv - _col(rr * np.sin(a))) - _col(rj), edge)
-            azure = azure * (1 - 0.55 * spot) + 0.12 * spot * nuc
+            azure = azure * (1 - 0.6 * spot) + 0.1 * spot * nuc
 
-    # --- cytoplasm
+    # --- cytoplasm: class mean colour plus a per-image spread about as large as the class differences
     cyto = cell * (1 - nuc) if not m.no_cytoplasm else np.zeros_like(cell)
-    # the class mean colour plus a per-image spread as large as the differences between classes
     blue = np.clip(m.cyto_blue + rng.normal(0, 0.12, n), 0.03, None)
     pink = np.clip(m.cyto_pink + rng.normal(0, 0.08, n), 0.02, None)
-    ctex = 1 + 0.15 * G.noise(rng, n, R.mean() * 0.3)
+    ctex = 1 + 0.15 * G.noise(rng, n, Rm * 0.3)
     cb = cyto * _col(blue) * ctex
     cp = cyto * _col(pink) * ctex
     if m.hof:
@@ -486,30 +531,27 @@ def render_cells(
         hof = _sig(d_hof, edge * 3) * cyto
         cb = cb * (1 - 0.6 * hof)
     gran = m.granules
-    if gran != "none":
-        gscale = {"fine": 0.035, "azurophil": 0.06, "eo": 0.085, "baso": 0.1, "mixed": 0.085}[gran]
-        gn = G.noise(rng, n, R.mean() * gscale)
-        if gran == "fine":
-            g = np.clip(gn, 0, None) * cyto
-            cp = cp + 0.1 * g
-            cb = cb + 0.04 * g
-        elif gran == "azurophil":
-            g = _sig(-(gn - 1.0), 0.15) * cyto
-            cb = cb + 0.45 * g
-            cp = cp + 0.35 * g
-        elif gran == "eo":
-            g = _sig(-(gn + 0.2), 0.18) * cyto
-            cp = cp + 0.8 * g
-            cb = cb + 0.05 * g
-        elif gran == "mixed":
-            g = _sig(-(gn + 0.1), 0.18) * cyto
-            gsel = G.noise(rng, n, R.mean() * 0.15) > 0
-            cp = cp + 0.7 * g * ~gsel
-            cb = cb + 0.6 * g * gsel
-        elif gran == "baso":
-            g = _sig(-(gn - 0.35), 0.15) * cell
-            cb = cb + 0.95 * g
-            azure = azure * (1 - 0.35 * g)
+    if gran == "fine":  # neutrophilic: barely resolved dust
+        g = G.dots(rng, n, 0.022 * Rm, 0.35) * cyto
+        cp = cp + 0.12 * g
+        cb = cb + 0.05 * g
+    elif gran == "azurophil":  # scattered purple-red granules
+        g = G.dots(rng, n, 0.035 * Rm, 0.18) * cell
+        cb = cb + 0.5 * g
+        cp = cp + 0.35 * g
+    elif gran == "eo":  # coarse, packed, orange
+        g = G.dots(rng, n, 0.06 * Rm, 0.7) * cyto
+        cp = cp + 0.7 * g
+        cb = cb + 0.04 * g
+    elif gran == "mixed":  # abnormal eosinophil: orange and dark purple granules
+        g1 = G.dots(rng, n, 0.06 * Rm, 0.35) * cyto
+        g2 = G.dots(rng, n, 0.06 * Rm, 0.3) * cyto
+        cp = cp + 0.6 * g1
+        cb = cb + 0.6 * g2
+    elif gran == "baso":  # large dark granules over cytoplasm and nucleus
+        g = G.dots(rng, n, 0.07 * Rm, 0.45) * cell
+        cb = cb + 0.9 * g
+        azure = azure * (1 - 0.4 * g)
     lo, hi = m.vacuoles
     if hi > 0:
         k = rng.integers(lo, hi + 1, n)
@@ -521,7 +563,7 @@ def render_cells(
             cb = cb * (1 - 0.85 * vac)
             cp = cp * (1 - 0.85 * vac)
     lo, hi = m.rods
-    if hi > 0:
+    if hi > 0:  # Auer rods; faggot cells have bundles of them (shared orientation)
         k = rng.integers(lo, hi + 1, n)
         base_ang = rng.uniform(0, np.pi, n)
         for j in range(hi):
@@ -530,76 +572,79 @@ def render_cells(
             px, py = rr * np.cos(a), rr * np.sin(a)
             ang = base_ang + rng.normal(0, 0.25, n)
             half = R * rng.uniform(0.12, 0.22, n)
-            rw = np.where(j < k, R * rng.uniform(0.012, 0.02, n), -1e4)
-            rod = (
-                _sig(
-                    _capsule(
-                        u,
-                        v,
-                        (px - half * np.cos(ang), py - half * np.sin(ang)),
-                        (px + half * np.cos(ang), py + half * np.sin(ang)),
-                        rw,
-                    ),
-                    edge * 0.8,
-                )
-                * cell
-            )
+            rw = np.where(j < k, np.maximum(R * rng.uniform(0.012, 0.02, n), 0.5), -1e4)
+            p0 = (px - half * np.cos(ang), py - half * np.sin(ang))
+            p1 = (px + half * np.cos(ang), py + half * np.sin(ang))
+            rod = _sig(_capsule(u, v, p0, p1, rw), edge * 0.8) * cell
             cb = cb + 0.55 * rod
             cp = cp + 0.9 * rod
     azure = azure + cb
     eosin = eosin + cp
     if m.nucleus == "none":  # artefact: amorphous debris
-        blob = cell * np.clip(0.5 + 0.8 * G.noise(rng, n, R.mean() * 0.2), 0, None)
+        blob = cell * np.clip(0.5 + 0.8 * G.noise(rng, n, Rm * 0.2), 0, None)
         azure = azure + blob * _col(rng.uniform(0.1, 0.5, n))
         eosin = eosin + blob * _col(rng.uniform(0.1, 0.5, n))
     if m.no_cytoplasm:
         cell = np.maximum(nuc, cell if m.nucleus == "none" else 0)
 
-    # --- background: red blood cells, partly hidden behind the cell
+    # --- background: red blood cells (discs with central pallor), partly hidden behind the cell
     rbc = np.zeros_like(azure)
     rbc_r = 3.7 * ppu
-    nr = rng.integers(1, 7, n)
-    for j in range(6):
+    nr = rng.integers(1, 8, n)
+    for j in range(7):
         a = rng.uniform(0, 2 * np.pi, n)
-        rr = rng.uniform(R + rbc_r * 0.6, S * 0.75, n)
+        rr = rng.uniform(R + rbc_r * 0.5, S * 0.75, n)
         bx, by = cx + rr * np.cos(a), cy + rr * np.sin(a)
         rj = np.where(j < nr, rbc_r * rng.uniform(0.85, 1.15, n), -1e4)
         dd = np.hypot(G.x[None] - _col(bx), G.y[None] - _col(by))
-        disc = _sig(dd - _col(rj), edge * 1.5)
-        pallor = _sig(dd - _col(rj * 0.45), rbc_r * 0.25)
-        rbc = np.maximum(rbc, disc * (1 - 0.55 * pallor))
-    eosin = eosin + 0.38 * rbc * (1 - cell)
-    azure = azure + 0.03 * rbc * (1 - cell)
+        disc = _sig(dd - _col(rj), edge * 1.2)
+        pallor = _sig(dd - _col(rj * 0.5), rbc_r * 0.2)
+        rbc = np.maximum(rbc, disc * (1 - 0.5 * pallor))
+    outside = 1 - cell
+    eosin = eosin + _col(rng.uniform(0.4, 0.6, n)) * rbc * outside
+    azure = azure + 0.04 * rbc * outside
 
     # --- stain (Beer-Lambert) with per-image stain vectors, strength and illumination
     va = np.array([0.85, 1.35, 0.42], dtype=np.float32)[None] * rng.normal(1, 0.14, (n, 3)).clip(0.6, 1.4)
     ve = np.array([0.10, 0.62, 0.72], dtype=np.float32)[None] * rng.normal(1, 0.18, (n, 3)).clip(0.5, 1.5)
     k = rng.uniform(0.75, 1.25, n)
-    od = (azure[..., None] * va[:, None, None, :] + eosin[..., None] * ve[:, None, None, :]) * k[
-        :, None, None, None
-    ]
+    va = (va * k[:, None]).astype(np.float32)
+    ve = (ve * k[:, None]).astype(np.float32)
+    od = azure[..., None] * va[:, None, None, :]
+    od += eosin[..., None] * ve[:, None, None, :]
     bg = np.stack([rng.uniform(238, 252, n), rng.uniform(222, 246, n), rng.uniform(200, 240, n)], 1)
     gx, gy = rng.uniform(0, S, n), rng.uniform(0, S, n)
     fall = (
         1 - _col(rng.uniform(0, 0.18, n)) * ((G.x[None] - _col(gx)) ** 2 + (G.y[None] - _col(gy)) ** 2) / S**2
     )
-    img = bg[:, None, None, :].astype(np.float32) * fall[..., None] * np.exp(-od)
-    if m.blur > 0:
+    np.negative(od, out=od)
+    np.exp(od, out=od)
+    img = od
+    img *= bg[:, None, None, :].astype(np.float32)
+    img *= fall[..., None]
+    rgb = np.clip(img, 0, 255).astype(np.uint8)
+    mask = cell.astype(np.float32) if return_mask else None
+    if S_int != S_out or m.blur > 0:
         from PIL import Image, ImageFilter
 
-        rad_px = m.blur * S / 400
-        img = np.stack(
-            [
-                np.asarray(
-                    Image.fromarray(np.clip(im, 0, 255).astype(np.uint8)).filter(
-                        ImageFilter.GaussianBlur(rad_px)
+        ims, masks = [], []
+        for i in range(n):
+            im = Image.fromarray(rgb[i])
+            if m.blur > 0:
+                im = im.filter(ImageFilter.GaussianBlur(m.blur * S_int / 400))
+            if S_int != S_out:
+                im = im.resize((S_out, S_out), Image.Resampling.BILINEAR)
+                if mask is not None:
+                    masks.append(
+                        np.asarray(Image.fromarray(mask[i]).resize((S_out, S_out), Image.Resampling.BILINEAR))
                     )
-                )
-                for im in img
-            ]
-        ).astype(np.float32)
-    img += rng.normal(0, 2.0, img.shape).astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8), cell.astype(np.float32)
+            ims.append(np.asarray(im))
+        rgb = np.stack(ims)
+        if masks:
+            mask = np.stack(masks)
+    # sensor noise at the output resolution
+    noisy = rgb.astype(np.int16) + rng.integers(-3, 4, rgb.shape, dtype=np.int16)
+    return np.clip(noisy, 0, 255).astype(np.uint8), mask
 
 
 def generate_arrays(
@@ -642,7 +687,7 @@ def _class_chunks(layout: str, ci: int, cls: str, count: int, seed: int, size: i
     for start in range(0, count, CHUNK):
         n = min(CHUNK, count - start)
         rng = np.random.default_rng([seed, lay, ci, start // CHUNK])
-        rgb, mask = render_cells(cls, n, size, rng, FIELD_UM[layout])
+        rgb, mask = render_cells(cls, n, size, rng, FIELD_UM[layout], return_mask=layout == "aml-lmu")
         yield start, rgb, mask
 
 
@@ -742,6 +787,7 @@ def synthesize(
                 if layout == "aml-lmu":
                     rel = f"{AML_DIR}/{cls}/{cls}_{idx:04d}.tiff"
                     # alpha: opaque over the cell, a soft fall-off towards the corners
+                    assert mask is not None
                     alpha = np.clip(0.8 + 0.6 * mask[j], 0, 1) * 255
                     arr = np.dstack([rgb[j], alpha.round().astype(np.uint8)])
                     img = Image.fromarray(arr, mode="RGBA")
