@@ -27,10 +27,13 @@ def command_line(argv: Sequence[str] | None = None) -> str:
             ``ssl-cyto`` or ``cli.py`` is shown as ``ssl-cyto``.
     """
     args = list(sys.argv if argv is None else argv)
-    if args:
-        first = Path(args[0]).name
-        if first in ("ssl-cyto", "cli.py", "__main__.py"):
-            args[0] = "ssl-cyto"
+    if not args:
+        return ""
+    first = Path(args[0]).name
+    if first in ("ssl-cyto", "cli.py", "__main__.py"):
+        args[0] = "ssl-cyto"
+    elif args[0] == "-c":  # python -c '...': the code itself is not in argv
+        return " ".join(["python -c <code>", *(shlex.quote(a) for a in args[1:])])
     return " ".join(shlex.quote(a) for a in args)
 
 
