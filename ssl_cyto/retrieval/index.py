@@ -89,11 +89,13 @@ def default_nlist(n: int) -> int:
 
 
 def default_pq_m(dim: int) -> int:
-    """Sub-quantisers for IVF-PQ: the largest divisor of ``dim`` giving >= 4 dimensions each, <= dim/4.
+    """Sub-quantisers for IVF-PQ: ``dim / 16`` when it divides (16 dimensions per 8-bit code),
+    else the largest divisor of ``dim`` not above ``dim / 16`` (at least 1).
 
-    For 384 dims this is 96 (4 dims per 8-bit code), for 2048 it is 512.
+    384 dims -> 24 bytes per vector, 2048 -> 128 bytes (64x smaller than float32). Coarse codes
+    rank candidates; the default exact re-ranking (``refine``) restores recall.
     """
-    for m in range(max(1, dim // 4), 0, -1):
+    for m in range(max(1, dim // 16), 0, -1):
         if dim % m == 0:
             return m
     return 1
@@ -316,7 +318,7 @@ def make_index(
         index.cp.seed = int(seed)
         index.nprobe = p["nprobe"]
         max_train = max(
-            p["nlist"] * TRAIN_POINTS_PER_LIST, 2 ** p.get("nbits", 0) * 64 if kind == "ivfpq" else 0
+            p["nlist"] * TRAIN_POINTS_PER_LIST, 2 ** p.get("nbits", 0) * 39 if kind == "ivfpq" else 0
         )
         if n > max_train:
             rng = np.random.default_rng(seed)
@@ -517,7 +519,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ef-search", type=int, help=f"HNSW search candidate list (default {DEFAULTS['hnsw']['ef_search']})"
     )
-    parser.add_argument("--pq-m", type=int, help="IVF-PQ sub-quantisers (must divide dim; default dim/4)")
+    parser.add_argument("--pq-m", type=int, help="IVF-PQ sub-quantisers (must divide dim; default dim/16)")
     parser.add_argument("--nbits", type=int, help="IVF-PQ bits per code (default 8)")
     parser.add_argument(
         "--refine",
