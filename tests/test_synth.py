@@ -94,17 +94,8 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     d, _ = generate_arrays("bm-mll", 3, seed=7, size=48, classes=["LYT"])
     assert np.array_equal(a[3:], d)
     p1 = synthesize(tmp_path / "x", "folder", 2, seed=3, size=32)
-    p2 = synthesize(tmp_path / "y", "folder", 2, seed=3, size=32)
+    p2 = synthesize(tmp_path / "y", "folder", 2, seed=3, size=32, workers=2)  # same files in parallel
     assert (p1 / "manifest.csv").read_text() == (p2 / "manifest.csv").read_text()
-
-
-def test_classes_differ_in_shape() -> None:
-    """Dark (nucleus) area and its fragmentation differ between lymphocytes and segmented neutrophils."""
-    x, labels = generate_arrays("aml-lmu", 8, seed=0, size=96, classes=["LYT", "NGS"])
-    dark = x.astype(float).mean(-1) < 140
-    lyt, ngs = dark[:8].mean(), dark[8:].mean()
-    assert lyt > 0 and ngs > 0
-    assert not np.array_equal(x[0], x[8])
 
 
 def test_bad_arguments(tmp_path: Path) -> None:

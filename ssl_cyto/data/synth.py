@@ -729,6 +729,41 @@ def _reannotations(rng: np.random.Generator, golds: list[str], classes: list[str
     return out
 
 
+def _write_class(job: tuple) -> list[tuple[str, str]]:
+    """Render and write every cell of one class (a unit of work for the process pool)."""
+    import numpy as np
+    from PIL import Image
+
+    out_s, layout, ci, cls, per_class, seed, size, range_size = job
+    out = Path(out_s)
+    written = []
+    for start, rgb, mask in _class_chunks(layout, ci, cls, per_class, seed, size):
+        for j in range(len(rgb)):
+            idx = start + j + 1
+            if layout == "aml-lmu":
+                rel = f"{AML_DIR}/{cls}/{cls}_{idx:04d}.tiff"
+                # alpha: opaque over the cell, a soft fall-off towards the corners
+                assert mask is not None
+                alpha = np.clip(0.8 + 0.6 * mask[j], 0, 1) * 255
+                arr = np.dstack([rgb[j], alpha.round().astype(np.uint8)])
+                img = Image.fromarray(arr, mode="RGBA")
+                fmt, kw = "TIFF", {}
+            elif layout == "bm-mll":
+                sub = f"{range_folder(idx, per_class, range_size)}/" if per_class > range_size else ""
+                rel = f"{BM_DIR}/{cls}/{sub}{cls}_{idx:05d}.jpg"
+                img = Image.fromarray(rgb[j], mode="RGB")
+                fmt, kw = "JPEG", {"quality": 92}
+            else:
+                rel = f"{cls}/{cls}_{idx:04d}.png"
+                img = Image.fromarray(rgb[j], mode="RGB")
+                fmt, kw = "PNG", {"compress_level": 1}
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            img.save(path, format=fmt, **kw)
+            written.append((rel, cls))
+    return written
+
+
 def synthesize(
     out: str | Path,
     layout: str,
@@ -738,6 +773,7 @@ def synthesize(
     range_size: int = 1000,
     classes: list[str] | None = None,
     progress: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Write generated cells in the layout of a real dataset.
 
@@ -750,12 +786,12 @@ def synthesize(
         range_size: BM-MLL classes with more cells than this are split into range folders.
         classes: a subset of the layout's classes (default all).
         progress: show a progress bar on stderr.
+        workers: processes drawing classes in parallel (the files do not depend on it).
 
     Returns:
         The PATH to give to the matching source (``out`` itself: the top folder as downloaded).
     """
     import numpy as np
-    from PIL import Image
 
     if layout not in LAYOUTS:
         raise SynthError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -779,34 +815,21 @@ def synthesize(
 
         bar = tqdm(total=per_class * len(classes), desc=f"synth {layout}", unit="img", file=sys.stderr)
     written: list[tuple[str, str]] = []  # (relative path, label)
-    for cls in classes:
-        ci = names.index(cls)
-        for start, rgb, mask in _class_chunks(layout, ci, cls, per_class, seed, size):
-            for j in range(len(rgb)):
-                idx = start + j + 1
-                if layout == "aml-lmu":
-                    rel = f"{AML_DIR}/{cls}/{cls}_{idx:04d}.tiff"
-                    # alpha: opaque over the cell, a soft fall-off towards the corners
-                    assert mask is not None
-                    alpha = np.clip(0.8 + 0.6 * mask[j], 0, 1) * 255
-                    arr = np.dstack([rgb[j], alpha.round().astype(np.uint8)])
-                    img = Image.fromarray(arr, mode="RGBA")
-                    fmt, kw = "TIFF", {}
-                elif layout == "bm-mll":
-                    sub = f"{range_folder(idx, per_class, range_size)}/" if per_class > range_size else ""
-                    rel = f"{BM_DIR}/{cls}/{sub}{cls}_{idx:05d}.jpg"
-                    img = Image.fromarray(rgb[j], mode="RGB")
-                    fmt, kw = "JPEG", {"quality": 92}
-                else:
-                    rel = f"{cls}/{cls}_{idx:04d}.png"
-                    img = Image.fromarray(rgb[j], mode="RGB")
-                    fmt, kw = "PNG", {"compress_level": 1}
-                path = out / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                img.save(path, format=fmt, **kw)
-                written.append((rel, cls))
+    jobs = [(str(out), layout, names.index(cls), cls, per_class, seed, size, range_size) for cls in classes]
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            for part in pool.map(_write_class, jobs):  # results in class order: deterministic files
+                written.extend(part)
+                if bar is not None:
+                    bar.update(len(part))
+    else:
+        for job in jobs:
+            part = _write_class(job)
+            written.extend(part)
             if bar is not None:
-                bar.update(len(rgb))
+                bar.update(len(part))
     if bar is not None:
         bar.close()
 
@@ -890,6 +913,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=int, default=None, help="image side in px (default: the real size)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="parallel processes (default: up to 4)",
+    )
+    parser.add_argument(
         "--range-size",
         type=int,
         default=1000,
@@ -909,6 +938,7 @@ def main(args: argparse.Namespace) -> int:
             size=args.size,
             range_size=args.range_size,
             progress=True,
+            workers=args.workers,
         )
     except (SynthError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
