@@ -428,3 +428,29 @@ def test_ddp_two_ranks_run_the_same_batches_and_split_val(shard_dir: Path, tmp_p
     assert ranks[0]["seen"] == ranks[1]["seen"] == [0] * per_epoch + [1] * per_epoch
     val = ranks[0]["val"] + ranks[1]["val"]
     assert len(val) == 2 * 7 and len(ranks[0]["val"]) == 2 * 4 and len(ranks[1]["val"]) == 2 * 3
+
+
+def test_decode_rgb_matches_open_rgb(tmp_path: Path, pbc_root: Path) -> None:
+    from ssl_cyto.data.images import ImageDecodeError, open_rgb
+
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (9, 11, 3), dtype=np.uint8), mode="RGB")
+    rgba = Image.fromarray(rng.integers(0, 255, (9, 11, 4), dtype=np.uint8), mode="RGBA")
+    grey = Image.fromarray(rng.integers(0, 255, (9, 11), dtype=np.uint8), mode="L")
+    payloads = {"jpeg": next(pbc_root.rglob("*.jpg")).read_bytes()}
+    for name, img, fmt, kw in [
+        ("png", rgb, "PNG", {}),
+        ("png_trns", rgb, "PNG", {"transparency": (0, 0, 0)}),
+        ("rgba", rgba, "PNG", {}),
+        ("grey", grey, "PNG", {}),
+        ("webp", rgb, "WEBP", {"lossless": True}),
+    ]:
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **kw)
+        payloads[name] = buf.getvalue()
+    for name, data in payloads.items():
+        got = dmod.decode_rgb(data, name=name)
+        assert got.mode == "RGB"
+        assert np.array_equal(np.asarray(got), np.asarray(open_rgb(data))), name
+    with pytest.raises(ImageDecodeError, match="broken.jpg"):
+        dmod.decode_rgb(payloads["jpeg"][:500], name="broken.jpg")
