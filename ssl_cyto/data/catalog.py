@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssl_cyto.data.sources import (
+    CellRecord,
     CellSource,
     SourceError,
     detect_source,
@@ -62,7 +64,8 @@ def _hash_all(df: pd.DataFrame, workers: int = 4, progress: bool = True) -> None
     todo = [i for i, v in enumerate(df["sha256"].tolist()) if v is None or v != v]
     if not todo:
         return
-    paths = [str(Path(df["root"].iat[i]) / df["path"].iat[i]) for i in todo]
+    roots, rels = df["root"].tolist(), df["path"].tolist()
+    paths = [str(Path(str(roots[i])) / str(rels[i])) for i in todo]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -111,7 +114,7 @@ def scan_sources(
     for kind, path in specs:
         src: CellSource = open_source(kind, path, verify=verify)
         n0 = len(rows)
-        it = src.records()
+        it: Iterable[CellRecord] = src.records()
         if progress:
             from tqdm import tqdm
 

@@ -496,8 +496,8 @@ def render_cells(
     nu, nv = u - off, v
     d_nuc = _nucleus_sdf(m, rng, n, nu, nv, rn)
     nuc = _sig(d_nuc, edge * 1.2) * (1.0 if m.no_cytoplasm else cell)
-    dens, scale, amp = CHROMATIN[m.chromatin]
-    dens = dens * rng.uniform(0.85, 1.15, n)
+    dens0, scale, amp = CHROMATIN[m.chromatin]
+    dens = dens0 * rng.uniform(0.85, 1.15, n)
     tex = G.noise(rng, n, scale * Rm)
     if m.chromatin == "streaky":  # smeared: texture stretched along one direction
         tex = 0.5 * tex + 0.5 * np.roll(tex, max(1, int(Rm * 0.08)), axis=2)
@@ -607,9 +607,9 @@ def render_cells(
     # --- stain (Beer-Lambert) with per-image stain vectors, strength and illumination
     va = np.array([0.85, 1.35, 0.42], dtype=np.float32)[None] * rng.normal(1, 0.14, (n, 3)).clip(0.6, 1.4)
     ve = np.array([0.10, 0.62, 0.72], dtype=np.float32)[None] * rng.normal(1, 0.18, (n, 3)).clip(0.5, 1.5)
-    k = rng.uniform(0.75, 1.25, n)
-    va = (va * k[:, None]).astype(np.float32)
-    ve = (ve * k[:, None]).astype(np.float32)
+    strength = rng.uniform(0.75, 1.25, n)
+    va = (va * strength[:, None]).astype(np.float32)
+    ve = (ve * strength[:, None]).astype(np.float32)
     od = azure[..., None] * va[:, None, None, :]
     od += eosin[..., None] * ve[:, None, None, :]
     bg = np.stack([rng.uniform(238, 252, n), rng.uniform(222, 246, n), rng.uniform(200, 240, n)], 1)
