@@ -89,13 +89,14 @@ def default_nlist(n: int) -> int:
 
 
 def default_pq_m(dim: int) -> int:
-    """Sub-quantisers for IVF-PQ: ``dim / 16`` when it divides (16 dimensions per 8-bit code),
-    else the largest divisor of ``dim`` not above ``dim / 16`` (at least 1).
+    """Sub-quantisers for IVF-PQ: about ``dim / 16`` (16 dimensions per 8-bit code), at least 8 for
+    small ``dim`` (at most ``dim / 4``), rounded down to a divisor of ``dim``.
 
-    384 dims -> 24 bytes per vector, 2048 -> 128 bytes (64x smaller than float32). Coarse codes
-    rank candidates; the default exact re-ranking (``refine``) restores recall.
+    384 dims -> 24 bytes per vector, 2048 -> 128 bytes (64x smaller than float32), 32 -> 8. Coarse
+    codes rank candidates; the default exact re-ranking (``refine``) restores recall.
     """
-    for m in range(max(1, dim // 16), 0, -1):
+    target = max(dim // 16, min(8, max(1, dim // 4)))
+    for m in range(max(1, target), 0, -1):
         if dim % m == 0:
             return m
     return 1
@@ -519,7 +520,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ef-search", type=int, help=f"HNSW search candidate list (default {DEFAULTS['hnsw']['ef_search']})"
     )
-    parser.add_argument("--pq-m", type=int, help="IVF-PQ sub-quantisers (must divide dim; default dim/16)")
+    parser.add_argument("--pq-m", type=int, help="IVF-PQ sub-quantisers (must divide dim; default about dim/16)")
     parser.add_argument("--nbits", type=int, help="IVF-PQ bits per code (default 8)")
     parser.add_argument(
         "--refine",
