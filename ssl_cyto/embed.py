@@ -320,6 +320,7 @@ def embed(
     res = resolve_data(data)
     transform = eval_transform_from_meta(meta)
     expected: int | None
+    to_read: int | None
     if res.kind == "catalog":
         assert res.catalog is not None
         cat = res.catalog if limit is None else res.catalog.iloc[:limit]

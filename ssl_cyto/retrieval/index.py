@@ -520,7 +520,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ef-search", type=int, help=f"HNSW search candidate list (default {DEFAULTS['hnsw']['ef_search']})"
     )
-    parser.add_argument("--pq-m", type=int, help="IVF-PQ sub-quantisers (must divide dim; default about dim/16)")
+    parser.add_argument(
+        "--pq-m", type=int, help="IVF-PQ sub-quantisers (must divide dim; default about dim/16)"
+    )
     parser.add_argument("--nbits", type=int, help="IVF-PQ bits per code (default 8)")
     parser.add_argument(
         "--refine",

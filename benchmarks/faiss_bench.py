@@ -1,0 +1,313 @@
+"""FAISS benchmark: build time, queries/s, index memory and recall@10 against exact search.
+
+Data: 190k vectors made by tiling real cell embeddings with small Gaussian noise, at 2048 and 384
+dimensions:
+
+* real embeddings = the PBC subset (``/work/shared/data/pbc_subset``, 4,800 real blood cells)
+  embedded with ``ssl_cyto.embed.embed`` by a seeded random-weight ``resnet50`` (2048-d global-
+  average-pooled features, at the backbone's default input size), or any ``--emb EMB_DIR``;
+* 384-d = a seeded Gaussian random projection (Johnson-Lindenstrauss) of the 2048-d features (not
+  a ViT-S: a random ViT on 2 CPU cores is slower and no more realistic);
+* each database vector = a real vector (L2-normalised) + noise whose expected norm equals the
+  median nearest-neighbour distance of the real vectors (so tiled copies sit about as far apart as
+  real neighbours do, instead of forming trivial exact-duplicate clusters); queries are further
+  noisy copies that are *not* in the database.
+
+For every kind (flat, IVF, HNSW, IVF-PQ) and a sweep of its query-time knob, it records build
+time (train + add), index size in memory (``faiss.serialize_index``), queries/s (one batch of all
+queries, all cores) and recall@10 (|approx top-10 & exact top-10| / 10, mean over queries).
+The defaults (``ssl_cyto.retrieval.index.DEFAULTS``) are checked against it: the fastest setting
+with recall@10 >= 0.95 at both dimensions.
+
+Run (writes ``results/benchmarks/faiss.md`` + ``.json``)::
+
+    .venv/bin/python benchmarks/faiss_bench.py                # embeds the PBC subset once (cached)
+    .venv/bin/python benchmarks/faiss_bench.py --emb EMB_DIR  # reuse an embedding folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEFAULT_PBC = REPO.parent / "shared" / "data" / "pbc_subset"
+TARGET_RECALL = 0.95
+
+SWEEPS: dict[str, list[dict[str, Any]]] = {
+    "flat": [{}],
+    "ivf": [{"nprobe": p} for p in (4, 8, 16, 32, 64)],
+    "hnsw": [{"ef_search": e} for e in (16, 32, 64, 128, 256)],
+    "ivfpq": [{"refine": 0, "nprobe": 16}] + [{"refine": r, "nprobe": p} for p in (16, 32) for r in (4, 10)],
+}
+
+
+def log(msg: str) -> None:
+    print(f"[faiss_bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def real_embeddings(args: argparse.Namespace) -> tuple[Any, str]:
+    """The real (n, 2048) embeddings and a sentence describing where they come from."""
+    import numpy as np
+
+    if args.emb:
+        emb_dir = Path(args.emb)
+    else:
+        from ssl_cyto.embed import embed
+
+        emb_dir = Path(args.cache) / f"emb-{args.model}-seed{args.seed}"
+        if not (emb_dir / "embed.json").exists():
+            log(f"embedding {args.pbc} with random {args.model} into {emb_dir} (once; reused afterwards)")
+        embed(args.model, str(args.pbc), emb_dir, batch_size=64, num_workers=args.workers, seed=args.seed)
+    x = np.load(emb_dir / "embeddings.npy").astype(np.float32)
+    info = json.loads((emb_dir / "embed.json").read_text()) if (emb_dir / "embed.json").exists() else {}
+    model = info.get("model", {})
+    desc = (
+        f"{x.shape[0]} real cell embeddings ({x.shape[1]}-d) from `{emb_dir}`: data `{info.get('data', '?')}`, "
+        f"model {model.get('architecture', '?')} (random init: {model.get('random_init', '?')}, "
+        f"input {model.get('input_size', '?')} px, seed {args.seed})"
+    )
+    return x, desc
+
+
+def tile(real: Any, n: int, n_queries: int, seed: int) -> tuple[Any, Any, float]:
+    """Database (n, d) and queries (q, d): noisy copies of the L2-normalised real vectors."""
+    import numpy as np
+
+    from ssl_cyto.retrieval.index import normalize
+
+    rng = np.random.default_rng(seed)
+    base = normalize(real)
+    sims = base @ base.T
+    np.fill_diagonal(sims, -np.inf)
+    nn_dist = float(np.median(np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims.max(axis=1)))))
+    sigma = nn_dist / np.sqrt(base.shape[1])
+    db = np.empty((n, base.shape[1]), dtype=np.float32)
+    for start in range(0, n, 20000):
+        idx = np.arange(start, min(n, start + 20000)) % base.shape[0]
+        db[start : start + len(idx)] = base[idx] + rng.normal(0, sigma, size=(len(idx), base.shape[1]))
+    qi = rng.integers(0, base.shape[0], size=n_queries)
+    queries = (base[qi] + rng.normal(0, sigma, size=(n_queries, base.shape[1]))).astype(np.float32)
+    return normalize(db), normalize(queries), nn_dist
+
+
+def run_dim(db: Any, queries: Any, k: int, seed: int, kinds: list[str]) -> list[dict[str, Any]]:
+    import faiss
+    import numpy as np
+
+    from ssl_cyto.retrieval.index import make_index, set_search_params
+
+    rows: list[dict[str, Any]] = []
+    truth = None
+    for kind in ["flat"] + [kd for kd in kinds if kd != "flat"]:
+        build_params: dict[str, Any] = {}
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for setting in SWEEPS[kind]:
+            # settings that need a separate build (refine on/off) vs. pure query-time knobs
+            key = (("refine", setting["refine"] > 0),) if kind == "ivfpq" else ()
+            groups.setdefault(key, []).append(setting)
+        for _, settings in groups.items():
+            build_params = {kd: v for kd, v in settings[0].items() if kd == "refine"}
+            t0 = time.perf_counter()
+            index, resolved = make_index(db, kind, seed=seed, progress=False, normalized=True, **build_params)
+            build_s = time.perf_counter() - t0
+            nbytes = int(faiss.serialize_index(index).nbytes)
+            for setting in settings:
+                set_search_params(
+                    index,
+                    nprobe=setting.get("nprobe"),
+                    ef_search=setting.get("ef_search"),
+                    k_factor=setting.get("refine") or None,
+                )
+                index.search(queries[:50], k)  # warm-up
+                t0 = time.perf_counter()
+                _, ids = index.search(queries, k)
+                search_s = time.perf_counter() - t0
+                if truth is None:
+                    truth = ids
+                recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, truth, strict=True)]))
+                params = {**resolved, **setting}
+                row = {
+                    "kind": kind,
+                    "params": params,
+                    "build_s": round(build_s, 2),
+                    "index_mib": round(nbytes / 2**20, 1),
+                    "queries_per_s": round(len(queries) / search_s, 1),
+                    "recall@10": round(recall, 4),
+                }
+                rows.append(row)
+                log(
+                    f"  {kind} {setting}: recall@10 {recall:.3f}, {row['queries_per_s']:.0f} q/s, build {build_s:.1f} s"
+                )
+            del index
+    return rows
+
+
+def _setting_key(params: dict[str, Any]) -> str:
+    """The tunable part of a setting (nlist / pq_m / nbits depend on n and dim, not on the choice)."""
+    return json.dumps(
+        {k: v for k, v in params.items() if k not in ("nlist", "pq_m", "nbits")}, sort_keys=True
+    )
+
+
+def choose_defaults(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per kind: the setting with the best worst-case queries/s among those reaching TARGET_RECALL
+    at every dimension (None if no setting of the sweep does)."""
+    chosen: dict[str, Any] = {}
+    kinds = sorted({r["kind"] for rows in results.values() for r in rows})
+    for kind in kinds:
+        per_dim = [[r for r in rows if r["kind"] == kind] for rows in results.values()]
+        ok = set.intersection(
+            *(
+                {_setting_key(r["params"]) for r in rows if r["recall@10"] >= TARGET_RECALL}
+                for rows in per_dim
+            )
+        )
+        if not ok:
+            chosen[kind] = None
+            continue
+        worst = {
+            key: min(r["queries_per_s"] for rows in per_dim for r in rows if _setting_key(r["params"]) == key)
+            for key in ok
+        }
+        chosen[kind] = json.loads(max(ok, key=lambda key: worst[key]))
+    return chosen
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--emb", help="embedding folder with real embeddings (default: embed the PBC subset)")
+    ap.add_argument("--pbc", default=str(DEFAULT_PBC), help="PBC subset folder (used without --emb)")
+    ap.add_argument("--model", default="resnet50", help="backbone for the real embeddings (random weights)")
+    ap.add_argument(
+        "--cache", default=str(REPO / "cache" / "faiss_bench"), help="where the PBC embedding is kept"
+    )
+    ap.add_argument("--n", type=int, default=190_000, help="database vectors")
+    ap.add_argument("--queries", type=int, default=1000, help="query vectors")
+    ap.add_argument("--dims", type=int, nargs="+", default=[2048, 384])
+    ap.add_argument("--kinds", nargs="+", default=["flat", "ivf", "hnsw", "ivfpq"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=0, help="data-loading workers for the embedding step")
+    ap.add_argument(
+        "--out", default=str(REPO / "results" / "benchmarks" / "faiss"), help="output stem (.md, .json)"
+    )
+    args = ap.parse_args()
+
+    import faiss
+    import numpy as np
+
+    from ssl_cyto.retrieval.index import DEFAULTS
+
+    t_start = time.perf_counter()
+    real, real_desc = real_embeddings(args)
+    results: dict[str, list[dict[str, Any]]] = {}
+    data_notes: dict[str, Any] = {}
+    for dim in args.dims:
+        if dim == real.shape[1]:
+            x, how = real, f"the real {dim}-d features"
+        elif dim < real.shape[1]:
+            rng = np.random.default_rng(args.seed)
+            proj = rng.normal(0, 1 / np.sqrt(dim), size=(real.shape[1], dim)).astype(np.float32)
+            x, how = real @ proj, f"a seeded Gaussian random projection {real.shape[1]} -> {dim}"
+        else:
+            raise SystemExit(f"--dims {dim}: larger than the real embeddings ({real.shape[1]})")
+        t0 = time.perf_counter()
+        db, queries, nn_dist = tile(x, args.n, args.queries, args.seed)
+        log(
+            f"dim {dim}: {db.shape[0]} x {dim} database, {len(queries)} queries ({how}); noise norm {nn_dist:.4f}"
+        )
+        data_notes[str(dim)] = {
+            "source": how,
+            "noise_norm": nn_dist,
+            "tile_seconds": round(time.perf_counter() - t0, 1),
+        }
+        results[str(dim)] = run_dim(db, queries, 10, args.seed, args.kinds)
+        del db, queries
+    chosen = choose_defaults(results)
+    total_s = time.perf_counter() - t_start
+
+    from ssl_cyto.evaluation.report import command_line, hardware_summary, markdown_table, write_report
+
+    gpu_note = (
+        f"faiss {faiss.__version__} here has GPU support: {hasattr(faiss, 'StandardGpuResources')}; "
+        "no GPU and no faiss-gpu on this machine, so no GPU figures (run with faiss-gpu to add them: "
+        "`ssl-cyto index build --gpu` uses `faiss.StandardGpuResources`)."
+    )
+    payload = {
+        "command": command_line(),
+        "data": {"real": real_desc, "n": args.n, "queries": args.queries, "per_dim": data_notes},
+        "hardware": hardware_summary(),
+        "faiss_version": faiss.__version__,
+        "omp_threads": faiss.omp_get_max_threads(),
+        "target_recall@10": TARGET_RECALL,
+        "results": results,
+        "fastest_settings_reaching_target": chosen,
+        "library_defaults": DEFAULTS,
+        "gpu": gpu_note,
+        "total_seconds": round(total_s, 1),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+
+    sections = [
+        (
+            "Method",
+            f"Database: {args.n:,} vectors per dimension made by tiling real embeddings with Gaussian noise "
+            "(expected noise norm = median nearest-neighbour distance of the real, L2-normalised vectors); "
+            f"{args.queries} held-out noisy queries; cosine similarity (inner product of normalised vectors). "
+            "Recall@10 = |approximate top-10 ∩ exact top-10| / 10 (exact = `flat`). Queries/s: one batch of "
+            f"all queries on {faiss.omp_get_max_threads()} OpenMP threads. Memory = serialised index size. "
+            "IVF-PQ with refine keeps the full vectors for exact re-ranking (memory = flat + codes).\n\n"
+            f"Real embeddings: {real_desc}. "
+            + " ".join(
+                f"{d}-d: {v['source']} (noise norm {v['noise_norm']:.4f})." for d, v in data_notes.items()
+            ),
+        )
+    ]
+    for dim, rows in results.items():
+        table = [
+            {
+                "kind": r["kind"],
+                "params": ", ".join(f"{k}={v}" for k, v in r["params"].items()),
+                "build s": r["build_s"],
+                "memory MiB": r["index_mib"],
+                "queries/s": r["queries_per_s"],
+                "recall@10": r["recall@10"],
+            }
+            for r in rows
+        ]
+        sections.append((f"{dim} dimensions, {args.n:,} vectors", markdown_table(table, float_fmt=".3g")))
+    lines = []
+    for kind, setting in chosen.items():
+        lib = {k: v for k, v in DEFAULTS.get(kind, {}).items() if v is not None}
+        lines.append(
+            f"- `{kind}`: fastest setting with recall@10 >= {TARGET_RECALL} at every dimension: "
+            f"{setting if setting is not None else 'none in the sweep'}; library default {lib or '(exact)'}"
+        )
+    sections.append(("Defaults", "\n".join(lines)))
+    sections.append(("GPU", gpu_note))
+    sections.append(("Run time", f"{total_s:.0f} s in total (including tiling and the exact ground truth)."))
+    write_report(
+        out.with_suffix(".md"),
+        "FAISS index kinds on 190k cell embeddings",
+        command_line(),
+        f"{real_desc}; tiled to {args.n:,} vectors at {', '.join(str(d) for d in args.dims)} dims",
+        sections,
+    )
+    log(f"wrote {out.with_suffix('.md')} and .json in {total_s:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
