@@ -280,10 +280,15 @@ def test_auto_baselines_go_through_embed_and_are_reused(
         "input_size": 32,
     }
     (d / "model.json").write_text(json.dumps(meta))
-    (d / "embed.json").write_text(json.dumps({"data": "some/shards", "batch_size": 7, "not_a_parameter": 1}))
+    (d / "embed.json").write_text(
+        json.dumps({"data": "some/shards", "options": {"batch_size": 7, "device": "cuda:3", "seed": 5}})
+    )
     calls: list[dict] = []
 
-    def fake_embed(model: str, data: str, out_dir: str, batch_size: int = 256) -> Path:
+    def fake_embed(
+        model: str, data: str, out_dir: str, *, batch_size: int = 256, device: str = "auto"
+    ) -> Path:
+        assert device == "auto"
         calls.append({"model": model, "data": data, "out_dir": out_dir, "batch_size": batch_size})
         out = Path(out_dir)
         shutil.copy(d / "cells.parquet", out / "cells.parquet")
@@ -308,3 +313,37 @@ def test_auto_baselines_go_through_embed_and_are_reused(
     assert len(res["models"]) == 3
     P.probe(d, fast=True, min_cells=5, n_boot=20)
     assert len(calls) == 2  # reused, not embedded again
+
+
+def test_end_to_end_with_real_embed(tmp_path: Path, synth_folder: Path) -> None:
+    """Generated folder -> embed (a tiny_cnn backbone) -> probe: both baselines embedded by the real embed()."""
+    torch = pytest.importorskip("torch")
+    from ssl_cyto.embed import embed
+    from ssl_cyto.models.backbones import build_backbone, save_backbone
+
+    torch.manual_seed(123)  # "trained" weights: anything but the baseline's seeded init (seed 0)
+    module, dim = build_backbone("tiny_cnn", width=8, depth=2)
+    bb = save_backbone(
+        module,
+        tmp_path / "backbone",
+        {
+            "architecture": "tiny_cnn",
+            "backbone_kwargs": {"width": 8, "depth": 2},
+            "input_size": 32,
+            "method": "simclr",
+        },
+    )
+    emb = embed(str(bb), str(synth_folder), tmp_path / "emb", batch_size=16, progress=False)
+    res = P.probe(emb, fast=True, min_cells=3, n_boot=50)
+    assert len(res["models"]) == 3
+    for kind in ("random", "colour"):
+        assert (emb / "baselines" / kind / "embeddings.npy").exists()
+    assert (
+        json.loads((emb / "baselines" / "colour" / "model.json").read_text())["architecture"] == "colour_hist"
+    )
+    rnd = json.loads((emb / "baselines" / "random" / "model.json").read_text())
+    assert rnd["architecture"] == "tiny_cnn" and rnd["input_size"] == 32
+    assert rnd["weights_sha256"] != json.loads((emb / "model.json").read_text())["weights_sha256"]
+    (task,) = res["tasks"].values()
+    assert set(task["vs_baselines"]) == {"random weights (tiny_cnn)", "colour histogram"}
+    assert task["n_test"] > 0

@@ -521,13 +521,22 @@ def run_classifiers(
 # baselines
 
 
+EMBED_OPTIONS_REUSED = ("batch_size", "num_workers", "limit", "chunk_batches")
+
+
 def _embed_kwargs(embed_meta: dict) -> dict:
+    """Options of the original ``embed`` run to repeat for a baseline (same cells: ``limit`` matters).
+
+    ``embed.json`` keeps them under ``options``; the device is left to ``auto`` (the probe may run
+    elsewhere), the seed does not apply (baselines are given as backbone folders).
+    """
     import inspect
 
     from ssl_cyto.embed import embed
 
     params = inspect.signature(embed).parameters
-    return {k: v for k, v in embed_meta.items() if k in params and k not in ("model", "data", "out_dir")}
+    given = {**{k: v for k, v in embed_meta.items() if k != "options"}, **(embed_meta.get("options") or {})}
+    return {k: given[k] for k in EMBED_OPTIONS_REUSED if k in given and k in params}
 
 
 def compute_baseline(kind: str, emb_dir: Path, model_meta: dict, embed_meta: dict, seed: int) -> Path:
