@@ -264,7 +264,10 @@ def _cli_class() -> Any:
                 if ckpt_path and self.trainer.is_global_zero:
                     print(f"ssl-cyto fit: resuming from {ckpt_path}", file=sys.stderr, flush=True)
             self.resumed_from = ckpt_path
-            self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kw)
+            try:
+                self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kw)
+            finally:
+                _finish_wandb(self.trainer)
 
     # Lightning's `fit` is looked up on the CLI object by name: keep ours.
     _CLI_CLASS = SSLCytoCLI
@@ -272,6 +275,16 @@ def _cli_class() -> Any:
     _CLI_CLASS._data_class = CellDataModule  # type: ignore[attr-defined]
     _CLI_CLASS._save_config = LogConfig  # type: ignore[attr-defined]
     return _CLI_CLASS
+
+
+def _finish_wandb(trainer: Any) -> None:
+    """End the wandb run of this fit, so a later fit in the same Python process starts its own run."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+            logger._experiment.finish()
+            logger._experiment = None
 
 
 def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: bool = True) -> Any:
