@@ -207,9 +207,9 @@ def decode_rgb(data: bytes, name: str) -> Any:
     """Decode image bytes to PIL RGB, exactly as :func:`ssl_cyto.data.images.open_rgb` does.
 
     Plain RGB JPEG/PNG/WebP (everything the packer writes) is returned as decoded, skipping the extra
-    full-image copy ``open_rgb`` makes (about half the decode time of a 360 px JPEG); anything else, and
-    any decoding error, goes through ``open_rgb``, which converts it or raises ``ImageDecodeError``
-    naming ``name``.
+    full-image copy (a fresh allocation plus memcpy) that ``open_rgb`` makes; anything else, and any
+    decoding error, goes through ``open_rgb``, which converts it or raises ``ImageDecodeError`` naming
+    ``name``. ``benchmarks/loader.py`` measures both.
     """
     from PIL import Image
 
