@@ -282,9 +282,10 @@ def _finish_wandb(trainer: Any) -> None:
     from pytorch_lightning.loggers import WandbLogger
 
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
-            logger._experiment.finish()
-            logger._experiment = None
+        run: Any = getattr(logger, "_experiment", None) if isinstance(logger, WandbLogger) else None
+        if run is not None:
+            run.finish()
+            logger._experiment = None  # type: ignore[union-attr]
 
 
 def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: bool = True) -> Any:
