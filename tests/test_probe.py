@@ -347,3 +347,14 @@ def test_end_to_end_with_real_embed(tmp_path: Path, synth_folder: Path) -> None:
     (task,) = res["tasks"].values()
     assert set(task["vs_baselines"]) == {"random weights (tiny_cnn)", "colour histogram"}
     assert task["n_test"] > 0
+
+
+def test_split_grouped_by_patient(tmp_path: Path) -> None:
+    x, labels = blobs(40, 2)
+    d = write_emb_dir(tmp_path / "e", x, labels)
+    cells = pd.read_parquet(d / "cells.parquet")
+    cells["patient"] = [f"p{i % 10}" for i in range(len(cells))]
+    for protocol, col in (("holdout20", "split"), ("cv5", "fold")):
+        s = P.make_split(cells, protocol, seed=0).merge(cells[["cell_id", "patient"]], on="cell_id")
+        assert (s.groupby("patient")[col].nunique() == 1).all()  # each patient on one side only
+        assert s[col].nunique() == (2 if protocol == "holdout20" else 5)

@@ -92,3 +92,17 @@ def test_umap_rejects_bad_input(tmp_path: Path) -> None:
         umap_map(tmp_path)
     with pytest.raises(UmapError, match="max-points"):
         umap_map(_emb(tmp_path), max_points=2)
+
+
+def test_umap_logs_to_an_active_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    logged: list[dict] = []
+    fake_wandb = types.SimpleNamespace(run=object(), log=logged.append, Image=lambda p: ("image", p))
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=_FakeUMAP))
+    res = umap_map(_emb(tmp_path), max_points=30)
+    assert res["wandb"] is True
+    assert set(logged[0]) == {"umap/by_class", "umap/by_source"}
+    assert logged[0]["umap/by_class"] == ("image", res["by_class"])
