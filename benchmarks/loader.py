@@ -218,6 +218,128 @@ def versions() -> dict:
     }
 
 
+def render(result: dict, md_path: Path) -> Path:
+    """Write the Markdown report from a result dict (as saved in the .json)."""
+    from ssl_cyto.evaluation.report import markdown_table, write_report
+
+    summary, runs = result["summary"], result["runs"]
+    stages, packer = result["stages_ms_per_cell"], result["packer"]
+    sizes, estimate = result["bytes_per_cell"], result["estimate_real_190k"]
+    settings = result["settings"]
+    n_cells = packer["cells"]
+    two = next((r for r in summary if r["workers"] == 2), summary[-1])
+    verdict = (
+        f"With {two['workers']} workers the shard loader runs at {two['ratio_best']:.2f}x the ImageFolder "
+        f"loader (best of {settings['reps']} rounds; median ratio {two['ratio_median']:.2f})."
+    )
+    decode_aug = stages["decode_loader_ms"] + stages["augment_two_views_ms"]
+    spreads = []
+    for kind in ("shards", "folder"):
+        vals = [
+            r["steady_images_per_s"] for r in runs if r["loader"] == kind and r["workers"] == two["workers"]
+        ]
+        if len(vals) > 1:
+            spreads.append((max(vals) - min(vals)) / max(vals))
+    noise = ""
+    if spreads:
+        spread = max(spreads)
+        noise = (
+            f" Rounds of the same loader at {two['workers']} workers differ by up to {spread:.0%} (load average "
+            f"{result['load_average_before'][0]} on {result['cpu_count']} cores: the machine is shared). "
+            + (
+                "The gap between the loaders is within that spread, so it is not a measurable difference "
+                "on this machine."
+                if abs(two["ratio_median"] - 1.0) <= spread
+                else "The gap between the loaders is larger than that spread."
+            )
+        )
+    explain = ""
+    if two["ratio_best"] < 1.0:
+        explain = (
+            "\n\n**Why the shards are not faster here.** On this machine both loaders are bound by JPEG "
+            f"decoding and augmentation ({stages['decode_loader_ms']:.2f} + "
+            f"{stages['augment_two_views_ms']:.2f} ms per cell, single process), while reading the bytes "
+            f"costs {stages['shard_read_ms']:.3f} ms per cell from a shard and {stages['file_read_ms']:.3f} ms "
+            f"from a file: {n_cells:,} small files on a local disk sit in the page cache, so the per-file "
+            "overhead that shards remove is tiny, and reading through Python's streaming tarfile costs "
+            "more per cell than a cached `read()`. The shard path also parses each sample's json and "
+            "holds a shuffle buffer (1,000 samples per worker, filled before the first batch). "
+            "What would change it: data that is not in the page cache (network or object storage, "
+            "190k files on a parallel file system), where one sequential read per 1,000 cells replaces "
+            "1,000 opens; or moving augmentation to the GPU (`augment_on_device`), which leaves only "
+            "decoding (where the shard loader skips a copy) on the CPU."
+        )
+    sections = [
+        (
+            "Result",
+            verdict
+            + noise
+            + explain
+            + f"\n\nPer-stage cost per cell (single process, {stages['cells']} cells, best of {stages['rounds']} rounds): raw read from shard "
+            f"{stages['shard_read_ms']:.3f} ms, raw read from file {stages['file_read_ms']:.3f} ms, decode "
+            f"(shard loader: `decode_rgb`, no extra copy) {stages['decode_loader_ms']:.2f} ms, decode "
+            f"(`open_rgb`) {stages['decode_open_rgb_ms']:.2f} ms, decode (ImageFolder: `convert('RGB')`) "
+            f"{stages['decode_imagefolder_ms']:.2f} ms, two-view augmentation {stages['augment_two_views_ms']:.2f} ms "
+            f"(decode + augment {decode_aug:.2f} ms, i.e. at most {1000 / decode_aug:.0f} cells/s per core).",
+        ),
+        (
+            "Loader throughput (steady-state images/s after the first batch; cells, not views)",
+            markdown_table(summary, float_fmt=".1f")
+            + "\n`first_batch_s` includes starting the workers and, for shards, filling the shuffle buffer.\n",
+        ),
+        (
+            "All rounds",
+            markdown_table(
+                runs,
+                [
+                    "loader",
+                    "workers",
+                    "rep",
+                    "batches",
+                    "seconds",
+                    "first_batch_s",
+                    "images_per_s",
+                    "steady_images_per_s",
+                ],
+                float_fmt=".2f",
+            ),
+        ),
+        (
+            "Packer",
+            f"`pack()` of {packer['cells']} cells with {packer['workers']} workers (decode check of every image, "
+            f"JPEG pass-through): {packer['seconds']} s, **{packer['images_per_s']} images/s**, "
+            f"{packer['shards']} shard(s), {packer['bytes_per_cell']} bytes per cell, skipped {packer['skipped']}.",
+        ),
+        (
+            "Bytes per cell (default pack: JPEG pass-through, other formats -> RGB PNG)",
+            markdown_table(
+                [{"set": k} | v for k, v in sizes.items()],
+                ["set", "data", "cells", "bytes_per_cell", "extensions"],
+                ".1f",
+            )
+            + f"\nExtrapolated to the real AML-LMU ({REAL_COUNTS['aml-lmu']:,}) + BM-MLL ({REAL_COUNTS['bm-mll']:,}) "
+            f"cells at the default 1,000 cells per shard: **{estimate['shards']} shards, {estimate['total_gb']} GB, "
+            f"~{estimate['mean_shard_mb']} MB per shard** (computed from the generated layouts' bytes per cell; real "
+            "files compress differently, so treat it as an order of magnitude).\n",
+        ),
+        (
+            "Settings and environment",
+            f"Views: 2 x {settings['size']} px, batch {settings['batch_size']}, {settings['batches']} batches per measurement, "
+            f"{settings['reps']} rounds alternating the loaders. Load average before/after: {result['load_average_before']} / "
+            f"{result['load_average_after']} (the machine is shared). Versions: {result['versions']}. "
+            f"Total benchmark time {result['seconds']} s.",
+        ),
+    ]
+    write_report(
+        md_path,
+        "Loader benchmark: WebDataset shards vs ImageFolder",
+        result["command"],
+        f"{result['data']} ({n_cells} cells)",
+        sections,
+    )
+    return md_path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an ImageFolder (default: the PBC subset)")
@@ -229,13 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pack-workers", type=int, default=2)
     p.add_argument("--synth-per-class", type=int, default=8, help="generated cells per class for bytes/cell")
     p.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks" / "loader")
+    p.add_argument("--render-only", action="store_true", help="rewrite OUT.md from an existing OUT.json")
     args = p.parse_args(argv)
+    if args.render_only:
+        render(json.loads(args.out.with_suffix(".json").read_text()), args.out.with_suffix(".md"))
+        return 0
 
     import torch
 
     from ssl_cyto.data.catalog import scan
     from ssl_cyto.data.shards import pack
-    from ssl_cyto.evaluation.report import hardware_summary, markdown_table, write_report
+    from ssl_cyto.evaluation.report import hardware_summary
 
     if not args.data.is_dir():
         print(f"{args.data}: not found (give --data an ImageFolder)", file=sys.stderr)
@@ -342,109 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
 
-    two = next((r for r in summary if r["workers"] == 2), summary[-1])
-    verdict = (
-        f"With {two['workers']} workers the shard loader runs at {two['ratio_best']:.2f}x the ImageFolder "
-        f"loader (best of {args.reps} rounds; median ratio {two['ratio_median']:.2f})."
-    )
-    decode_aug = stages["decode_loader_ms"] + stages["augment_two_views_ms"]
-    spreads = []
-    for kind in ("shards", "folder"):
-        vals = [
-            r["steady_images_per_s"] for r in runs if r["loader"] == kind and r["workers"] == two["workers"]
-        ]
-        if len(vals) > 1:
-            spreads.append((max(vals) - min(vals)) / max(vals))
-    noise = (
-        f"Rounds of the same loader differ by up to {max(spreads):.0%} on this shared machine, so gaps of that "
-        "size are noise. "
-        if spreads
-        else ""
-    )
-    explain = ""
-    if two["ratio_best"] < 1.0:
-        explain = (
-            "\n\n**Why the shards are not faster here.** On this machine both loaders are bound by JPEG "
-            f"decoding and augmentation ({stages['decode_loader_ms']:.2f} + "
-            f"{stages['augment_two_views_ms']:.2f} ms per cell, single process), while reading the bytes "
-            f"costs {stages['shard_read_ms']:.3f} ms per cell from a shard and {stages['file_read_ms']:.3f} ms "
-            f"from a file: {index['total_cells']:,} small files on a local disk sit in the page cache, so the per-file "
-            "overhead that shards remove is tiny, and reading through Python's streaming tarfile costs "
-            "more per cell than a cached `read()`. The shard path also parses each sample's json and "
-            "holds a shuffle buffer (1,000 samples per worker, filled before the first batch). "
-            + noise
-            + "What would change it: data that is not in the page cache (network or object storage, "
-            "190k files on a parallel file system), where one sequential read per 1,000 cells replaces "
-            "1,000 opens; or moving augmentation to the GPU (`augment_on_device`), which leaves only "
-            "decoding (where the shard loader skips a copy) on the CPU."
-        )
-    sections = [
-        (
-            "Result",
-            verdict
-            + explain
-            + f"\n\nPer-stage cost per cell (single process, {stages['cells']} cells, best of {stages['rounds']} rounds): raw read from shard "
-            f"{stages['shard_read_ms']:.3f} ms, raw read from file {stages['file_read_ms']:.3f} ms, decode "
-            f"(shard loader: `decode_rgb`, no extra copy) {stages['decode_loader_ms']:.2f} ms, decode "
-            f"(`open_rgb`) {stages['decode_open_rgb_ms']:.2f} ms, decode (ImageFolder: `convert('RGB')`) "
-            f"{stages['decode_imagefolder_ms']:.2f} ms, two-view augmentation {stages['augment_two_views_ms']:.2f} ms "
-            f"(decode + augment {decode_aug:.2f} ms, i.e. at most {1000 / decode_aug:.0f} cells/s per core).",
-        ),
-        (
-            "Loader throughput (steady-state images/s after the first batch; cells, not views)",
-            markdown_table(summary, float_fmt=".1f")
-            + "\n`first_batch_s` includes starting the workers and, for shards, filling the shuffle buffer.\n",
-        ),
-        (
-            "All rounds",
-            markdown_table(
-                runs,
-                [
-                    "loader",
-                    "workers",
-                    "rep",
-                    "batches",
-                    "seconds",
-                    "first_batch_s",
-                    "images_per_s",
-                    "steady_images_per_s",
-                ],
-                float_fmt=".2f",
-            ),
-        ),
-        (
-            "Packer",
-            f"`pack()` of {packer['cells']} cells with {packer['workers']} workers (decode check of every image, "
-            f"JPEG pass-through): {packer['seconds']} s, **{packer['images_per_s']} images/s**, "
-            f"{packer['shards']} shard(s), {packer['bytes_per_cell']} bytes per cell, skipped {packer['skipped']}.",
-        ),
-        (
-            "Bytes per cell (default pack: JPEG pass-through, other formats -> RGB PNG)",
-            markdown_table(
-                [{"set": k} | v for k, v in sizes.items()],
-                ["set", "data", "cells", "bytes_per_cell", "extensions"],
-                ".1f",
-            )
-            + f"\nExtrapolated to the real AML-LMU ({REAL_COUNTS['aml-lmu']:,}) + BM-MLL ({REAL_COUNTS['bm-mll']:,}) "
-            f"cells at the default 1,000 cells per shard: **{estimate['shards']} shards, {estimate['total_gb']} GB, "
-            f"~{estimate['mean_shard_mb']} MB per shard** (computed from the generated layouts' bytes per cell; real "
-            "files compress differently, so treat it as an order of magnitude).\n",
-        ),
-        (
-            "Settings and environment",
-            f"Views: 2 x {args.size} px, batch {args.batch_size}, {args.batches} batches per measurement, "
-            f"{args.reps} rounds alternating the loaders. Load average before/after: {result['load_average_before']} / "
-            f"{result['load_average_after']} (the machine is shared). Versions: {result['versions']}. "
-            f"Total benchmark time {result['seconds']} s.",
-        ),
-    ]
-    write_report(
-        args.out.with_suffix(".md"),
-        "Loader benchmark: WebDataset shards vs ImageFolder",
-        command.strip(),
-        f"{args.data} ({index['total_cells']} cells)",
-        sections,
-    )
+    render(result, args.out.with_suffix(".md"))
     print(f"wrote {args.out.with_suffix('.md')} and .json", file=sys.stderr)
     return 0
 
