@@ -151,7 +151,7 @@ def test_lr_schedule_warmup_then_cosine():
 
     class T:
         estimated_stepping_batches = 110
-        world_size, accumulate_grad_batches, max_epochs = 2, 1, 5
+        world_size, accumulate_grad_batches, max_epochs, num_training_batches = 2, 1, 5, 22
 
     task.trainer = T()  # type: ignore[assignment]
     peak = 0.4 * (32 * 2) / 256
@@ -159,6 +159,11 @@ def test_lr_schedule_warmup_then_cosine():
     assert task.lr_at(9, 32) == pytest.approx(peak)
     assert task.lr_at(60, 32) == pytest.approx(peak * (0.1 + 0.9 * 0.5))
     assert task.lr_at(110, 32) == pytest.approx(peak * 0.1)
+    # warm-up in epochs follows the loader length (22 batches per epoch)
+    task2 = SimCLR(**TINY, lr=0.4, warmup_epochs=0.5)
+    task2.trainer = T()  # type: ignore[assignment]
+    assert task2.lr_at(10, 32) == pytest.approx(peak)
+    assert task2.lr_at(9, 32) == pytest.approx(peak * 10 / 11)
 
 
 def test_dino_step_teacher_is_ema_of_student():

@@ -205,6 +205,14 @@ class SSLTask(pl.LightningModule):
         steps = self.trainer.estimated_stepping_batches
         return max(1, int(steps)) if math.isfinite(steps) else 10**6
 
+    def steps_per_epoch(self) -> float:
+        """Optimiser steps per epoch (from the train loader's length, else total steps / max_epochs)."""
+        t = self.trainer
+        nb = t.num_training_batches
+        if isinstance(nb, int | float) and math.isfinite(nb) and nb > 0:
+            return max(1.0, nb / t.accumulate_grad_batches)
+        return self.total_steps() / max(1, t.max_epochs or 1)
+
     def peak_lr(self, batch_size: int) -> float:
         """Base ``lr`` scaled by ``lr_scaling`` with the global batch (see module docstring)."""
         if self._global_batch is None:
@@ -220,7 +228,7 @@ class SSLTask(pl.LightningModule):
         if h.warmup_steps is not None:
             warm = h.warmup_steps
         else:
-            warm = int(round(h.warmup_epochs * total / max(1, self.trainer.max_epochs or 1)))
+            warm = int(round(h.warmup_epochs * self.steps_per_epoch()))
         warm = min(warm, total - 1)
         if step < warm:
             return peak * (step + 1) / warm

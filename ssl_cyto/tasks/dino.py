@@ -149,8 +149,7 @@ class DINO(SSLTask):
 
     # ---- schedules (pure functions of the optimiser step) -----------------------------------------
     def _progress_epochs(self) -> float:
-        steps_per_epoch = self.total_steps() / max(1, self.trainer.max_epochs or 1)
-        return self.trainer.global_step / max(1.0, steps_per_epoch)
+        return self.trainer.global_step / self.steps_per_epoch()
 
     def teacher_temperature(self) -> float:
         """Linear warm-up from ``warmup_teacher_temp`` to ``teacher_temp`` over the warm-up epochs."""
