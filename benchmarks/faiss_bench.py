@@ -294,7 +294,9 @@ def main() -> int:
             f"{os.cpu_count()} cores, so absolute times are pessimistic; ratios between kinds are the point.\n\n"
             f"Real embeddings: {real_desc}. "
             + " ".join(
-                f"{d}-d: {v['source']} (noise norm {v['noise_norm']:.4f})." for d, v in data_notes.items()
+                f"{d}-d: {v['source']} (median real NN distance {v['median_real_nn_distance']:.4f}, "
+                f"noise norm {v['noise_norm']:.4f})."
+                for d, v in data_notes.items()
             ),
         )
     ]
@@ -303,14 +305,14 @@ def main() -> int:
             {
                 "kind": r["kind"],
                 "params": ", ".join(f"{k}={v}" for k, v in r["params"].items()),
-                "build s": r["build_s"],
-                "memory MiB": r["index_mib"],
-                "queries/s": r["queries_per_s"],
-                "recall@10": r["recall@10"],
+                "build s": f"{r['build_s']:.1f}",
+                "memory MiB": f"{r['index_mib']:.1f}",
+                "queries/s": f"{r['queries_per_s']:.0f}",
+                "recall@10": f"{r['recall@10']:.3f}",
             }
             for r in rows
         ]
-        sections.append((f"{dim} dimensions, {args.n:,} vectors", markdown_table(table, float_fmt=".3g")))
+        sections.append((f"{dim} dimensions, {args.n:,} vectors", markdown_table(table)))
     lines = []
     for kind, setting in chosen.items():
         lib = {k: v for k, v in DEFAULTS.get(kind, {}).items() if v is not None}
