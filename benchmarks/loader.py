@@ -277,7 +277,7 @@ def render(result: dict, md_path: Path) -> Path:
             + explain
             + f"\n\nPer-stage cost per cell (single process, {stages['cells']} cells, best of {stages['rounds']} rounds): raw read from shard "
             f"{stages['shard_read_ms']:.3f} ms, raw read from file {stages['file_read_ms']:.3f} ms, decode "
-            f"(shard loader: `decode_rgb`, no extra copy) {stages['decode_loader_ms']:.2f} ms, decode "
+            f"(shard loader: `decode_rgb`) {stages['decode_loader_ms']:.2f} ms, decode "
             f"(`open_rgb`) {stages['decode_open_rgb_ms']:.2f} ms, decode (ImageFolder: `convert('RGB')`) "
             f"{stages['decode_imagefolder_ms']:.2f} ms, two-view augmentation {stages['augment_two_views_ms']:.2f} ms "
             f"(decode + augment {decode_aug:.2f} ms, i.e. at most {1000 / decode_aug:.0f} cells/s per core).",

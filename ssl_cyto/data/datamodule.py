@@ -200,26 +200,10 @@ def _image_key(sample: dict) -> str | None:
     return None
 
 
-_FAST_FORMATS = ("JPEG", "PNG", "WEBP")
 
 
 def decode_rgb(data: bytes, name: str) -> Any:
-    """Decode image bytes to PIL RGB, exactly as :func:`ssl_cyto.data.images.open_rgb` does.
-
-    Plain RGB JPEG/PNG/WebP (everything the packer writes) is returned as decoded, skipping the extra
-    full-image copy (a fresh allocation plus memcpy) that ``open_rgb`` makes; anything else, and any
-    decoding error, goes through ``open_rgb``, which converts it or raises ``ImageDecodeError`` naming
-    ``name``. ``benchmarks/loader.py`` measures both.
-    """
-    from PIL import Image
-
-    try:
-        img = Image.open(io.BytesIO(data))
-        if img.mode == "RGB" and img.format in _FAST_FORMATS and "transparency" not in img.info:
-            img.load()
-            return img
-    except (OSError, SyntaxError, ValueError):
-        img = None  # decoded again by open_rgb below, whose error names the file
+    """Decode image bytes to PIL RGB with :func:`ssl_cyto.data.images.open_rgb` (errors name ``name``)."""
     return open_rgb(data, name=name)
 
 

@@ -76,16 +76,17 @@ def open_rgb(
     if len(data) == 0:
         raise ImageDecodeError(f"{label}: empty file (0 bytes); re-download or remove it")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.mode == "RGB":
-                return img.copy()
-            if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                return _from_array(np.asarray(rgba), background)
-            if img.mode in ("L", "1", "CMYK", "YCbCr"):
-                return img.convert("RGB")
-            return _from_array(np.asarray(img), background)
+        # Decoded from memory, so the image can be returned as loaded: no extra full-image copy.
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        if img.mode == "RGB" and "transparency" not in img.info:
+            return img
+        if img.mode in ("RGBA", "LA", "P", "PA", "RGB") or "transparency" in img.info:
+            rgba = img.convert("RGBA")
+            return _from_array(np.asarray(rgba), background)
+        if img.mode in ("L", "1", "CMYK", "YCbCr"):
+            return img.convert("RGB")
+        return _from_array(np.asarray(img), background)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         # Pillow cannot read some TIFF flavours (e.g. 16-bit RGB); tifffile can.
         if label.lower().endswith((".tif", ".tiff")):
