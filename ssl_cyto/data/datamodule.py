@@ -41,7 +41,6 @@ built on first access (``from ssl_cyto.data.datamodule import CellDataModule`` w
 from __future__ import annotations
 
 import glob
-import io
 import json
 import math
 import os
