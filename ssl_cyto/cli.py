@@ -21,14 +21,26 @@ from collections.abc import Sequence
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("data", "synth"): ("ssl_cyto.data.synth", "write generated cells in the real dataset layouts"),
     ("data", "scan"): ("ssl_cyto.data.catalog", "list the cells of one or more sources into catalog.parquet"),
-    ("data", "agreement"): ("ssl_cyto.data.agreement", "rater agreement (accuracy, Cohen's kappa) from annotations.dat"),
-    ("pack",): ("ssl_cyto.data.shards", "pack a catalog into WebDataset shards (resumable), or --verify them"),
-    ("fit",): ("ssl_cyto.fit", "pretrain SimCLR or DINO (LightningCLI: ssl-cyto fit --config configs/X.yaml)"),
+    ("data", "agreement"): (
+        "ssl_cyto.data.agreement",
+        "rater agreement (accuracy, Cohen's kappa) from annotations.dat",
+    ),
+    ("pack",): (
+        "ssl_cyto.data.shards",
+        "pack a catalog into WebDataset shards (resumable), or --verify them",
+    ),
+    ("fit",): (
+        "ssl_cyto.fit",
+        "pretrain SimCLR or DINO (LightningCLI: ssl-cyto fit --config configs/X.yaml)",
+    ),
     ("export",): ("ssl_cyto.export", "export the backbone of a checkpoint with its model.json"),
     ("embed",): ("ssl_cyto.embed", "embed every cell of shards or a folder with a backbone"),
     ("index", "build"): ("ssl_cyto.retrieval.index", "build a FAISS index over an embedding folder"),
     ("query",): ("ssl_cyto.retrieval.query", "similar cells for query images or cell ids"),
-    ("probe",): ("ssl_cyto.evaluation.probe", "linear probe, kNN and retrieval metrics against expert labels"),
+    ("probe",): (
+        "ssl_cyto.evaluation.probe",
+        "linear probe, kNN and retrieval metrics against expert labels",
+    ),
     ("umap",): ("ssl_cyto.evaluation.umap", "2-D UMAP maps coloured by class and by source"),
     ("demo",): ("ssl_cyto.demo", "the whole pipeline end to end on generated cells or a folder"),
 }
@@ -67,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     for words, (module_name, _) in COMMANDS.items():
         if words in RAW_ARGV_COMMANDS and argv[: len(words)] == list(words):
-            return int(importlib.import_module(module_name).main(argv[len(words):]) or 0)
+            return int(importlib.import_module(module_name).main(argv[len(words) :]) or 0)
     parser = _build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_module", None) is None:

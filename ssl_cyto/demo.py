@@ -41,7 +41,9 @@ class StageLog:
     def run(self, name: str, fn: Callable[[], Any], detail: str = "") -> Any:
         i = len(self.rows) + 1
         elapsed = time.monotonic() - self.t_start
-        print(f"[demo {i}/{self.total_stages}] {name} {detail} (t+{elapsed:.0f}s)", file=sys.stderr, flush=True)
+        print(
+            f"[demo {i}/{self.total_stages}] {name} {detail} (t+{elapsed:.0f}s)", file=sys.stderr, flush=True
+        )
         t0 = time.monotonic()
         try:
             result = fn()
@@ -79,7 +81,9 @@ def _forward_seconds_per_cell(backbone: str, backbone_kwargs: dict, input_size: 
     return (time.perf_counter() - t0) / 64
 
 
-def estimate_post_training_seconds(n_cells: int, sec_per_cell_forward: float, decode_sec_per_cell: float) -> float:
+def estimate_post_training_seconds(
+    n_cells: int, sec_per_cell_forward: float, decode_sec_per_cell: float
+) -> float:
     """Wall time of export + embed (model and its random-weights twin, colour floor) + index + probe
     + query + UMAP + report, from measured per-cell costs and fixed overheads measured on 2 CPU cores."""
     embed = n_cells * (2 * (sec_per_cell_forward + decode_sec_per_cell) + decode_sec_per_cell)
@@ -185,7 +189,9 @@ def run_demo(
     pack_size = int(round(input_size * 1.25))
     index = log.run(
         "pack",
-        lambda: pack(catalog_path, shard_dir, shard_size=500, workers=workers, image_size=pack_size, seed=seed),
+        lambda: pack(
+            catalog_path, shard_dir, shard_size=500, workers=workers, image_size=pack_size, seed=seed
+        ),
         f"{n_cells} cells, shorter side {pack_size}px",
     )
     pack_seconds = log.rows[-1]["seconds"]
@@ -234,8 +240,16 @@ def run_demo(
     probe_dir = out / "probe"
     probe_result = log.run(
         "probe",
-        lambda: probe(emb_dir, protocol="holdout20", fast=True, baselines="auto", seed=seed, out=probe_dir,
-                      min_cells=min_cells, command=command + "  # stage: ssl-cyto probe --fast"),
+        lambda: probe(
+            emb_dir,
+            protocol="holdout20",
+            fast=True,
+            baselines="auto",
+            seed=seed,
+            out=probe_dir,
+            min_cells=min_cells,
+            command=command + "  # stage: ssl-cyto probe --fast",
+        ),
         "holdout20, fast, baselines: random weights + colour histogram",
     )
 
@@ -253,14 +267,28 @@ def run_demo(
 
     # 10. umap
     umap_dir = out / "umap"
-    umap_out = log.run("umap", lambda: umap_map(emb_dir, out=umap_dir, seed=seed), "coloured by class and source")
+    umap_out = log.run(
+        "umap", lambda: umap_map(emb_dir, out=umap_dir, seed=seed), "coloured by class and source"
+    )
 
     # 11. report
     report = log.run(
         "report",
         lambda: _write_demo_report(
-            out, command, data_desc, method, log, probe_result, probe_dir, gallery_png, umap_out,
-            index, train_seconds, hardware_summary, markdown_table, write_report,
+            out,
+            command,
+            data_desc,
+            method,
+            log,
+            probe_result,
+            probe_dir,
+            gallery_png,
+            umap_out,
+            index,
+            train_seconds,
+            hardware_summary,
+            markdown_table,
+            write_report,
         ),
     )
     (out / "stages.json").write_text(json.dumps(log.rows, indent=2))
@@ -301,23 +329,39 @@ def _write_demo_report(
     markdown_table: Callable[..., str],
     write_report: Callable[..., Path],
 ) -> Path:
-    stage_rows = [dict(r) for r in log.rows] + [{"stage": "total", "seconds": round(log.elapsed(), 1), "detail": ""}]
+    stage_rows = [dict(r) for r in log.rows] + [
+        {"stage": "total", "seconds": round(log.elapsed(), 1), "detail": ""}
+    ]
     sections = [
         ("Stages and wall time", markdown_table(stage_rows, ["stage", "seconds", "detail"], float_fmt=".1f")),
-        ("Headline (holdout 20 %, fast mode; 95 % bootstrap intervals)", _headline_tables(probe_result, markdown_table)
-         + f"\n\nFull tables, per-class figures and paired differences: [{_rel(probe_dir / 'report.md', out)}]"
-         f"({_rel(probe_dir / 'report.md', out)})."),
+        (
+            "Headline (holdout 20 %, fast mode; 95 % bootstrap intervals)",
+            _headline_tables(probe_result, markdown_table)
+            + f"\n\nFull tables, per-class figures and paired differences: [{_rel(probe_dir / 'report.md', out)}]"
+            f"({_rel(probe_dir / 'report.md', out)}).",
+        ),
     ]
     figures = sorted(probe_dir.glob("*.png"))
     if gallery_png.exists():
         figures.append(gallery_png)
     umap_dir = out / "umap"
     figures += sorted(umap_dir.glob("*.png"))
-    sections.append(("Artefacts", "\n".join(
-        f"- `{_rel(p, out)}`" for p in [out / "catalog.parquet", out / "shards" / "index.json",
-                                          out / "train" / "checkpoints" / "last.ckpt", out / "backbone" / "model.json",
-                                          out / "emb" / "embeddings.npy", out / "emb" / "index.faiss"]
-    )))
+    sections.append(
+        (
+            "Artefacts",
+            "\n".join(
+                f"- `{_rel(p, out)}`"
+                for p in [
+                    out / "catalog.parquet",
+                    out / "shards" / "index.json",
+                    out / "train" / "checkpoints" / "last.ckpt",
+                    out / "backbone" / "model.json",
+                    out / "emb" / "embeddings.npy",
+                    out / "emb" / "index.faiss",
+                ]
+            ),
+        )
+    )
     sections.append(("Rerun", f"```\n{command}\n```"))
     return write_report(
         out / "report.md",
@@ -330,21 +374,36 @@ def _write_demo_report(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=None, help="image folder (any source layout); default: generated cells")
+    parser.add_argument(
+        "--data", default=None, help="image folder (any source layout); default: generated cells"
+    )
     parser.add_argument("--method", choices=["simclr", "dino"], default="simclr")
     parser.add_argument("--minutes", type=float, default=10.0, help="cap on the whole demo's wall time")
     parser.add_argument("--out", default="demo_out", help="output folder")
     parser.add_argument("--per-class", type=int, default=40, help="generated cells per class and layout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="packing and loading worker processes")
+    parser.add_argument(
+        "--min-cells",
+        type=int,
+        default=10,
+        help="classes with fewer labelled cells are not scored by the probe",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     cmd = "ssl-cyto " + shlex.join(sys.argv[1:]) if sys.argv and "demo" in sys.argv else None
     try:
         run_demo(
-            out=args.out, data=args.data, method=args.method, minutes=args.minutes,
-            per_class=args.per_class, seed=args.seed, workers=args.workers, command=cmd,
+            out=args.out,
+            data=args.data,
+            method=args.method,
+            minutes=args.minutes,
+            per_class=args.per_class,
+            seed=args.seed,
+            workers=args.workers,
+            min_cells=args.min_cells,
+            command=cmd,
         )
     except DemoError as exc:
         print(f"ssl-cyto demo: {exc}", file=sys.stderr)
