@@ -276,6 +276,8 @@ def bench(
         "ours_img_s": round(batch / o, 1),
         "lightly_img_s": round(batch / r, 1),
         "ratio": round(r / o, 3),
+        "ours_step_range_s": [round(min(ours_t), 3), round(max(ours_t), 3)],
+        "lightly_step_range_s": [round(min(ref_t), 3), round(max(ref_t), 3)],
     }
     if peak:
         row["ours_peak_gib"] = round(peak["ours"], 2)
@@ -329,6 +331,8 @@ def write_report(
         "ours_img_s",
         "lightly_img_s",
         "ratio",
+        "ours_step_range_s",
+        "lightly_step_range_s",
     ]
     if any("ours_peak_gib" in r for r in rows):
         cols += ["ours_peak_gib", "lightly_peak_gib"]
@@ -344,7 +348,9 @@ def write_report(
         "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + "  ",
         f"Wall time: {seconds:.0f} s",
         "",
-        "images/s = samples (not views) per second of training; ratio = ours / lightly (1.0 = same speed).",
+        "images/s = samples (not views) per second of training; ratio = ours / lightly (1.0 = same speed);",
+        "step ranges are the fastest and slowest timed steps in seconds: on a shared machine (see the load",
+        "average) a ratio is only meaningful where the ranges do not swamp it.",
         "Median over alternating rounds of timed steps after warm-up; both sides use the same in-memory",
         "batch, views and timm backbone. Ours runs inside `pl.Trainer` (LR/WD/momentum schedules, logging);",
         "lightly's loop is its plain-PyTorch example (SGD, no schedules beyond its momentum schedule).",
@@ -359,8 +365,8 @@ def write_report(
         "Differences that affect speed, by design: our SimCLR forwards both views as one batch",
         "(`concat_views=True`, shared BatchNorm statistics) where the example makes two forwards; our DINO",
         "forwards all global views as one batch and all local views as one batch (DINO's multi-crop",
-        "wrapper), where the example makes one forward per view. Our optimiser is LARS (SimCLR) / AdamW",
-        "(DINO) vs the example's SGD.",
+        "wrapper), where the example makes one forward per view. Our optimiser is AdamW (both tasks)",
+        "vs the example's SGD.",
     ]
     if not any(r["device"] == "cuda" for r in rows):
         lines += [
