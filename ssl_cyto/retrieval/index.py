@@ -65,7 +65,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "flat": {},
     "ivf": {"nlist": None, "nprobe": 16},
     "hnsw": {"m": 32, "ef_construction": 80, "ef_search": 64},
-    "ivfpq": {"nlist": None, "nprobe": 16, "pq_m": None, "nbits": 8, "refine": 10},
+    "ivfpq": {"nlist": None, "nprobe": 16, "pq_m": None, "nbits": 8, "refine": 20},
 }
 # k-means trains on at most this many points per list (FAISS warns below 39; above 256 it subsamples).
 TRAIN_POINTS_PER_LIST = 64
@@ -333,8 +333,13 @@ def make_index(
         else:
             train = x
         if res is not None:
-            gidx = faiss.index_cpu_to_gpu(res, 0, index)
-            gidx.train(train)
+            try:
+                gidx = faiss.index_cpu_to_gpu(res, 0, index)
+                gidx.train(train)
+            except RuntimeError as exc:  # e.g. a pq_m the GPU IVF-PQ kernels do not support
+                raise RetrievalError(
+                    f"--gpu: FAISS cannot train this {kind} index on the GPU ({exc})"
+                ) from exc
             index = faiss.index_gpu_to_cpu(gidx)
         else:
             index.train(train)
@@ -343,8 +348,12 @@ def make_index(
             index = faiss.IndexRefineFlat(base)
             index.k_factor = float(p["refine"])
     target = index
-    if res is not None:
-        target = faiss.index_cpu_to_gpu(res, 0, index)
+    on_gpu = res is not None and not isinstance(index, faiss.IndexRefine)  # refine wrappers add on the CPU
+    if on_gpu:
+        try:
+            target = faiss.index_cpu_to_gpu(res, 0, index)
+        except RuntimeError as exc:
+            raise RetrievalError(f"--gpu: FAISS cannot move this {kind} index to the GPU ({exc})") from exc
     bar = None
     if progress and n > ADD_CHUNK:
         from tqdm import tqdm
@@ -356,7 +365,7 @@ def make_index(
             bar.update(min(ADD_CHUNK, n - start))
     if bar is not None:
         bar.close()
-    if res is not None:
+    if on_gpu:
         index = faiss.index_gpu_to_cpu(target)
     set_search_params(
         index, nprobe=p.get("nprobe"), ef_search=p.get("ef_search"), k_factor=p.get("refine") or None
