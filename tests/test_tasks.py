@@ -250,3 +250,34 @@ def test_checkpoint_exports_teacher_through_load_backbone(tmp_path):
     out = save_backbone(module, tmp_path / "bb", meta)
     _, saved = load_backbone(str(out))
     assert saved["weights_sha256"] == meta["weights_sha256"]
+
+
+def test_time_capped_run_decays_lr_by_wall_time():
+    """With trainer.max_time and an open-ended step count, the cosine follows the wall-time fraction."""
+    from pytorch_lightning.callbacks import Timer
+
+    task = SimCLR(**TINY, lr=0.4, warmup_steps=10, lr_scaling="none", min_lr_ratio=0.0)
+
+    class FakeTimer(Timer):
+        def __init__(self, elapsed: float, total: float) -> None:
+            super().__init__(duration={"seconds": total})
+            self._e, self._t = elapsed, total
+
+        def time_elapsed(self, stage="train"):  # type: ignore[override]
+            return self._e
+
+        def time_remaining(self, stage="train"):  # type: ignore[override]
+            return self._t - self._e
+
+    class T:
+        estimated_stepping_batches = float("inf")  # max_epochs huge, max_steps unset
+        world_size, accumulate_grad_batches, max_epochs, num_training_batches = 1, 1, 1000, 20
+        callbacks: list = []
+
+    task.trainer = T()  # type: ignore[assignment]
+    T.callbacks = [FakeTimer(elapsed=50.0, total=100.0)]
+    assert task.lr_at(500, 32) == pytest.approx(0.4 * 0.5)  # half the time: cosine at its midpoint
+    T.callbacks = [FakeTimer(elapsed=100.0, total=100.0)]
+    assert task.lr_at(600, 32) == pytest.approx(0.0, abs=1e-9)
+    T.callbacks = []
+    assert task.lr_at(500, 32) > 0.39  # no timer: 10**6-step horizon, still near the peak

@@ -205,6 +205,23 @@ class SSLTask(pl.LightningModule):
         steps = self.trainer.estimated_stepping_batches
         return max(1, int(steps)) if math.isfinite(steps) else 10**6
 
+    def time_fraction(self) -> float:
+        """Wall-time fraction of the run in [0, 1] when the trainer has a ``max_time``, else 0."""
+        from pytorch_lightning.callbacks import Timer
+
+        for cb in getattr(self.trainer, "callbacks", None) or []:
+            if isinstance(cb, Timer):
+                elapsed, remaining = cb.time_elapsed("train"), cb.time_remaining("train")
+                if remaining is not None and elapsed + remaining > 0:
+                    return min(1.0, elapsed / (elapsed + remaining))
+        return 0.0
+
+    def run_fraction(self, step: int) -> float:
+        """How far the run is, in [0, 1]: the larger of the step fraction and the wall-time fraction.
+        Schedules (LR, DINO momentum and weight decay) use it, so a time-capped run (``ssl-cyto demo``,
+        ``trainer.max_time``) still completes its decay before the time is up."""
+        return max(min(1.0, step / self.total_steps()), self.time_fraction())
+
     def steps_per_epoch(self) -> float:
         """Optimiser steps per epoch (from the train loader's length, else total steps / max_epochs)."""
         t = self.trainer
@@ -232,7 +249,7 @@ class SSLTask(pl.LightningModule):
         warm = min(warm, total - 1)
         if step < warm:
             return peak * (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total - warm))
+        progress = max(min(1.0, (step - warm) / max(1, total - warm)), self.time_fraction())
         return peak * (h.min_lr_ratio + (1 - h.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:

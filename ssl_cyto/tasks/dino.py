@@ -163,15 +163,23 @@ class DINO(SSLTask):
         """EMA momentum: cosine from ``momentum_teacher`` to 1 over the run."""
         from lightly.utils.scheduler import cosine_schedule
 
-        step = min(self.trainer.global_step, self.total_steps())
-        return float(cosine_schedule(step, self.total_steps(), self.hp.momentum_teacher, 1.0))
+        return float(
+            cosine_schedule(
+                self._schedule_step(self.trainer.global_step), 10**6, self.hp.momentum_teacher, 1.0
+            )
+        )
 
     def weight_decay_at(self, step: int) -> float:
         """Cosine weight-decay schedule from ``weight_decay`` to ``weight_decay_end``."""
         from lightly.utils.scheduler import cosine_schedule
 
-        total = self.total_steps()
-        return float(cosine_schedule(min(step, total), total, self.hp.weight_decay, self.hp.weight_decay_end))
+        return float(
+            cosine_schedule(self._schedule_step(step), 10**6, self.hp.weight_decay, self.hp.weight_decay_end)
+        )
+
+    def _schedule_step(self, step: int) -> int:
+        """``step`` mapped onto a 10**6-step grid by :meth:`run_fraction` (steps or wall time)."""
+        return int(round(self.run_fraction(step) * 10**6))
 
     # ---- training ---------------------------------------------------------------------------------
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
