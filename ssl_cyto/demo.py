@@ -141,7 +141,7 @@ def run_demo(
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     budget = float(minutes) * 60.0
-    log = StageLog(total_stages=11)
+    log = StageLog(total_stages=12)
     config_path = _demo_config(method)
     config = yaml.safe_load(config_path.read_text())
     model_args = config["model"]["init_args"]
@@ -224,6 +224,8 @@ def run_demo(
         f"{method}, {train_seconds:.0f}s budget (post-training stages estimated at {post:.0f}s)",
     )
 
+    log.run("learning curve", lambda: plot_learning_curve(train_root, out / "learning_curve.png"))
+
     # 5. export, 6. embed
     backbone_dir = log.run("export", lambda: export_checkpoint(ckpt, out / "backbone"))
     emb_dir = out / "emb"
@@ -296,6 +298,54 @@ def run_demo(
     return Path(report)
 
 
+def plot_learning_curve(train_root: str | Path, out_png: str | Path) -> Path | None:
+    """Online kNN accuracy and training loss against the step, from the run's CSV log.
+
+    Args:
+        train_root: the run's ``trainer.default_root_dir`` (holds ``csv/version_*/metrics.csv``).
+        out_png: the figure to write.
+
+    Returns:
+        The PNG path, or None when the run logged no CSV metrics.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    files = sorted(Path(train_root).glob("csv/version_*/metrics.csv"))
+    if not files:
+        return None
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=120)
+    if "knn/acc" in df:
+        knn = df.dropna(subset=["knn/acc"]).drop_duplicates("step", keep="last")
+        ax1.plot(
+            knn["step"],
+            knn["knn/acc"],
+            "o-",
+            color="tab:blue",
+            ms=3,
+            label="online kNN-20 accuracy (val subset)",
+        )
+    ax1.set_xlabel("optimiser step")
+    ax1.set_ylabel("online kNN-20 accuracy", color="tab:blue")
+    loss_col = "train/loss_step" if "train/loss_step" in df else "train/loss"
+    if loss_col in df:
+        ax2 = ax1.twinx()
+        loss = df.dropna(subset=[loss_col])
+        ax2.plot(loss["step"], loss[loss_col], color="tab:orange", alpha=0.6, lw=1, label="training loss")
+        ax2.set_ylabel("training loss", color="tab:orange")
+    ax1.set_title("Pretraining: online kNN accuracy and loss")
+    ax1.grid(alpha=0.3)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png
+
+
 def _max_time(seconds: float) -> str:
     s = int(seconds)
     return f"00:{s // 3600:02d}:{(s % 3600) // 60:02d}:{s % 60:02d}"
@@ -341,7 +391,7 @@ def _write_demo_report(
             f"({_rel(probe_dir / 'report.md', out)}).",
         ),
     ]
-    figures = sorted(probe_dir.glob("*.png"))
+    figures = [p for p in [out / "learning_curve.png"] if p.exists()] + sorted(probe_dir.glob("*.png"))
     if gallery_png.exists():
         figures.append(gallery_png)
     umap_dir = out / "umap"

@@ -49,6 +49,7 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
         "emb/split.parquet",
         "probe/probe.json",
         "gallery.png",
+        "learning_curve.png",
         "report.md",
         "stages.json",
     ]:
