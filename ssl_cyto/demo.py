@@ -262,7 +262,7 @@ def run_demo(
         cells = pd.read_parquet(emb_dir / "cells.parquet")
         labelled = cells[cells["label"].notna()]
         picks = labelled.groupby(["source", "label"], sort=True).head(1)
-        picks = picks.groupby("source").head(6)["cell_id"].tolist()[:8]
+        picks = picks.groupby("source").head(8)["cell_id"].tolist()[:8]
         return query(cell_ids=picks, index=str(emb_dir), k=6, gallery=str(gallery_png))
 
     log.run("query gallery", _gallery, "one cell per class, 6 neighbours")
