@@ -3,7 +3,7 @@
 Data: 190k vectors made by tiling real cell embeddings with small Gaussian noise, at 2048 and 384
 dimensions:
 
-* real embeddings = the PBC subset (``/work/shared/data/pbc_subset``, 4,800 real blood cells)
+* real embeddings = the PBC subset (``../shared/data/pbc_subset``, 4,800 real blood cells)
   embedded with ``ssl_cyto.embed.embed`` by a seeded random-weight ``resnet50`` (2048-d global-
   average-pooled features, at the backbone's default input size), or any ``--emb EMB_DIR``;
 * 384-d = a seeded Gaussian random projection (Johnson-Lindenstrauss) of the 2048-d features (not

@@ -9,19 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ssl_cyto.data.catalog import CATALOG_COLUMNS
 from ssl_cyto.evaluation import probe as P
-
-CATALOG_COLUMNS = [
-    "cell_id",
-    "source",
-    "path",
-    "root",
-    "label",
-    "reannot1",
-    "reannot2",
-    "um_per_px",
-    "sha256",
-]
 
 
 def write_emb_dir(

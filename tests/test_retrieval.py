@@ -9,20 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ssl_cyto.data.catalog import CATALOG_COLUMNS
 from ssl_cyto.retrieval import index as rindex
 from ssl_cyto.retrieval.gallery import Tile, render_gallery, save_gallery
-
-CATALOG_COLUMNS = [
-    "cell_id",
-    "source",
-    "path",
-    "root",
-    "label",
-    "reannot1",
-    "reannot2",
-    "um_per_px",
-    "sha256",
-]
 
 
 def clustered(n: int, dim: int, n_clusters: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
