@@ -63,12 +63,8 @@ def _catalog_columns() -> list[str]:
 
 
 def _hardware() -> str:
-    try:
-        from ssl_cyto.evaluation.report import hardware_summary
-    except ImportError:  # evaluation helpers absent: a minimal local summary
-        import platform
+    from ssl_cyto.evaluation.report import hardware_summary
 
-        return f"{platform.processor() or platform.machine()}; {os.cpu_count()} cores; Python {platform.python_version()}"
     return hardware_summary()
 
 
@@ -489,12 +485,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """``ssl-cyto embed``: user errors print one line and return 2."""
+    from ssl_cyto.data.datamodule import DataSpecError
     from ssl_cyto.models.backbones import BackboneError
 
-    try:
-        from ssl_cyto.data.datamodule import DataSpecError
-    except ImportError:  # pragma: no cover - the data layer is part of the package
-        DataSpecError = EmbedError  # type: ignore[misc,assignment]  # noqa: N806
     try:
         out = embed(
             args.model,

@@ -325,13 +325,8 @@ def build_tasks(
         tasks.append(Task(src, "source", src, src, keep, codes, fl, excluded))
 
     if cross and len(sources) >= 2:
-        try:
-            from ssl_cyto.data.vocabulary import to_shared
-        except ImportError as exc:
-            notes.append(
-                f"cross-dataset tasks skipped: ssl_cyto.data.vocabulary.to_shared unavailable ({exc})"
-            )
-            return tasks, notes
+        from ssl_cyto.data.vocabulary import to_shared
+
         shared = np.array(
             [to_shared(s, lab) if ok else None for s, lab, ok in zip(source, label, labelled, strict=True)],
             dtype=object,
@@ -561,13 +556,11 @@ def compute_baseline(kind: str, emb_dir: Path, model_meta: dict, embed_meta: dic
             f"{emb_dir / 'embed.json'} has no 'data' entry, so the {kind} baseline cannot be embedded; "
             f"embed it yourself and pass --baseline {kind}=DIR, or use --baselines none"
         )
-    try:
-        import torch
+    import torch
 
-        from ssl_cyto.embed import embed
-        from ssl_cyto.models.backbones import build_backbone, save_backbone
-    except ImportError as exc:
-        raise ProbeError(f"cannot compute the {kind} baseline: {exc} (use --baselines none)") from exc
+    from ssl_cyto.embed import embed
+    from ssl_cyto.models.backbones import build_backbone, save_backbone
+
     arch = model_meta.get("architecture")
     if kind == "random":
         if not arch:

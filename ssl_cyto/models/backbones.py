@@ -225,13 +225,8 @@ def build_backbone(
         module = _tiny_cnn_class()(pool=pool, pool_stages=pool_stages, **kwargs)
         dim = int(module.num_features)  # type: ignore[arg-type]
     elif name == "colour_hist":
-        try:
-            from ssl_cyto.evaluation.baselines import ColourHistogram
-        except ImportError as exc:  # written by another helper; say so instead of a bare ImportError
-            raise BackboneError(
-                "backbone 'colour_hist' needs ssl_cyto.evaluation.baselines.ColourHistogram, "
-                f"which is not importable here ({exc})"
-            ) from exc
+        from ssl_cyto.evaluation.baselines import ColourHistogram
+
         module = ColourHistogram(**kwargs)
         dim = _infer_dim(module)
     else:
