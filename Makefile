@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv demo test test-fast lint
+.PHONY: venv browser demo test test-fast lint
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,10 +15,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Debian's Chromium + ChromeDriver for the web page's real-browser tests (browser downloads do not
+# work offline). Installed when missing and apt-get is usable (root); otherwise those tests skip.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+	    echo "chromium/chromedriver not installed: the browser tests will be skipped"; }
+
 demo: $(STAMP)
 	$(BIN)/ssl-cyto demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests
 
 test-fast: $(STAMP)
@@ -27,3 +35,4 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ssl_cyto tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports

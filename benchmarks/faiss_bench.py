@@ -4,7 +4,7 @@ Data: 190k vectors made by tiling real cell embeddings with small Gaussian noise
 dimensions:
 
 * real embeddings = the PBC subset (``../shared/data/pbc_subset``, 4,800 real blood cells)
-  embedded with ``ssl_cyto.embed.embed`` by a seeded random-weight ``resnet50`` (2048-d global-
+  embedded with ``ssl_cyto.embedding.embed`` by a seeded random-weight ``resnet50`` (2048-d global-
   average-pooled features, at the backbone's default input size), or any ``--emb EMB_DIR``;
 * 384-d = a seeded Gaussian random projection (Johnson-Lindenstrauss) of the 2048-d features (not
   a ViT-S: a random ViT on 2 CPU cores is slower and no more realistic);
@@ -19,7 +19,7 @@ dimensions:
 For every kind (flat, IVF, HNSW, IVF-PQ) and a sweep of its query-time knob, it records build
 time (train + add), index size in memory (``faiss.serialize_index``), queries/s (one batch of all
 queries, all cores) and recall@10 (|approx top-10 & exact top-10| / 10, mean over queries).
-The defaults (``ssl_cyto.retrieval.index.DEFAULTS``) are checked against it: the fastest setting
+The defaults (``ssl_cyto.retrieval.faiss_index.DEFAULTS``) are checked against it: the fastest setting
 with recall@10 >= 0.95 at both dimensions.
 
 Run (writes ``results/benchmarks/faiss.md`` + ``.json``)::
@@ -67,7 +67,7 @@ def real_embeddings(args: argparse.Namespace) -> tuple[Any, str]:
     if args.emb:
         emb_dir = Path(args.emb)
     else:
-        from ssl_cyto.embed import embed
+        from ssl_cyto.embedding.runner import embed
 
         emb_dir = Path(args.cache) / f"emb-{args.model}-seed{args.seed}"
         if not (emb_dir / "embed.json").exists():
@@ -92,7 +92,7 @@ def tile(real: Any, n: int, n_queries: int, seed: int, noise: float, center: boo
     """
     import numpy as np
 
-    from ssl_cyto.retrieval.index import normalize
+    from ssl_cyto.retrieval.faiss_index import normalize
 
     rng = np.random.default_rng(seed)
     base = normalize(real - real.mean(axis=0) if center else real)
@@ -114,7 +114,7 @@ def run_dim(db: Any, queries: Any, k: int, seed: int, kinds: list[str]) -> list[
     import faiss
     import numpy as np
 
-    from ssl_cyto.retrieval.index import make_index, set_search_params
+    from ssl_cyto.retrieval.faiss_index import make_index, set_search_params
 
     rows: list[dict[str, Any]] = []
     truth = None
@@ -213,7 +213,7 @@ def main() -> int:
     import faiss
     import numpy as np
 
-    from ssl_cyto.retrieval.index import DEFAULTS
+    from ssl_cyto.retrieval.faiss_index import DEFAULTS
 
     t_start = time.perf_counter()
     load_start = os.getloadavg()
@@ -246,7 +246,8 @@ def main() -> int:
     chosen = choose_defaults(results)
     total_s = time.perf_counter() - t_start
 
-    from ssl_cyto.evaluation.report import command_line, hardware_summary, markdown_table, write_report
+    from ssl_cyto.evaluation.report import command_line, markdown_table, write_report
+    from ssl_cyto.formats.provenance import hardware_summary
 
     gpu_note = (
         f"faiss {faiss.__version__} here has GPU support: {hasattr(faiss, 'StandardGpuResources')}; "
@@ -314,7 +315,7 @@ def main() -> int:
         ]
         sections.append((f"{dim} dimensions, {args.n:,} vectors", markdown_table(table)))
     lines = [
-        "Library defaults (`ssl_cyto.retrieval.index.DEFAULTS`) must reach recall@10 >= "
+        "Library defaults (`ssl_cyto.retrieval.faiss_index.DEFAULTS`) must reach recall@10 >= "
         f"{TARGET_RECALL} at every dimension; they may be slower than the fastest such setting, to keep "
         "a margin for real data, whose neighbourhoods are less tight than tiled noisy copies.",
         "",

@@ -82,7 +82,7 @@ def lightly_simclr_steps(
     """lightly's SimCLR example loop on a fixed batch; returns per-step seconds."""
     from lightly.loss import NTXentLoss
 
-    from ssl_cyto.models.backbones import build_backbone
+    from ssl_cyto.models.factory import build_backbone
 
     backbone, dim = build_backbone(backbone_name, **_bb_kwargs(backbone_name, size))
     model = ExampleSimCLR(backbone, dim).to(device)
@@ -112,7 +112,7 @@ def lightly_dino_steps(
     from lightly.models.utils import update_momentum
     from lightly.utils.scheduler import cosine_schedule
 
-    from ssl_cyto.models.backbones import build_backbone
+    from ssl_cyto.models.factory import build_backbone
 
     backbone, dim = build_backbone(backbone_name, **_bb_kwargs(backbone_name, size))
     model = ExampleDINO(backbone, dim).to(device)

@@ -1,7 +1,61 @@
 """ssl_cyto: self-supervised learning on single-cell cytomorphology images.
 
-Importing the package is cheap: torch, faiss, umap and wandb are imported only inside the
-functions that need them, so ``ssl-cyto --help`` answers at once.
+One function per pipeline step, importable from the package (loaded on first use, PEP 562, so that
+``import ssl_cyto`` and ``ssl-cyto --help`` stay instant)::
+
+    import ssl_cyto
+    catalog = ssl_cyto.scan([("folder:pbc", "path/to/images")])      # -> catalog DataFrame
+    ssl_cyto.pack("catalog.parquet", "shards/")                       # -> shards + index.json
+    ckpt = ssl_cyto.fit(["--config", "configs/smoke_simclr.yaml"])   # -> last.ckpt
+    ssl_cyto.export(ckpt, "backbone/")                                # -> backbone/ + model.json
+    ssl_cyto.embed("backbone/", "shards/", "emb/")                    # -> embedding folder
+    ssl_cyto.build_index("emb/")                                      # -> emb/index.faiss
+    ssl_cyto.query(images=["cell.jpg"], index="emb/", k=10)           # -> neighbours
+    ssl_cyto.probe("emb/")                                            # -> metrics + report.md
+    ssl_cyto.umap("emb/")                                             # -> PNG maps
+
+The modules are named by what they hold (``data.scanning``, ``embedding.runner``,
+``retrieval.search``, ...), never like these functions; see docs/architecture.md.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# public name -> "module:attribute"
+_EXPORTS = {
+    "scan": "ssl_cyto.data.scanning:scan",
+    "pack": "ssl_cyto.data.packing:pack",
+    "verify": "ssl_cyto.data.verification:verify",
+    "synthesize": "ssl_cyto.data.synth:synthesize",
+    "CellDataModule": "ssl_cyto.data.datamodule:CellDataModule",
+    "SimCLR": "ssl_cyto.tasks.simclr:SimCLR",
+    "DINO": "ssl_cyto.tasks.dino:DINO",
+    "fit": "ssl_cyto.training.fit:run_fit",
+    "export": "ssl_cyto.training.export:export_checkpoint",
+    "embed": "ssl_cyto.embedding.runner:embed",
+    "load_model": "ssl_cyto.embedding.model_spec:load_model",
+    "build_index": "ssl_cyto.retrieval.index_io:build_index",
+    "query": "ssl_cyto.retrieval.search:query",
+    "probe": "ssl_cyto.evaluation.probing:probe",
+    "umap": "ssl_cyto.evaluation.umap_map:umap_map",
+    "read_embedding_folder": "ssl_cyto.formats.embeddings:read_embedding_folder",
+    "run_demo": "ssl_cyto.demo.pipeline:run_demo",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'ssl_cyto' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

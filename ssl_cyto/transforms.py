@@ -17,19 +17,21 @@ CPU path: the transform objects below map a PIL RGB image to a list of normalise
 per view); the data module stacks them. Device path (``augment_on_device=True`` in the tasks): the
 loader runs :class:`DecodeOnly` (PIL -> one uint8 tensor at a fixed size) and :class:`DeviceViews`
 makes the views with kornia on the accelerator after the batch is transferred.
-
-The module imports only the standard library at top level; torchvision / kornia load on first use.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
-    from PIL import Image
+import kornia.augmentation as K
+import numpy as np
+import torch
+from kornia.geometry.transform import rotate
+from PIL import Image
+from torchvision import transforms as T
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,8 +39,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def border_colour(img: Image.Image, width: int = 2) -> tuple[int, int, int]:
     """Median RGB of the outer ``width`` pixels of an image: the smear background around the cell."""
-    import numpy as np
-
     a = np.asarray(img.convert("RGB"))
     w = max(1, min(width, a.shape[0] // 2, a.shape[1] // 2))
     frame = np.concatenate(
@@ -66,15 +66,11 @@ class BackgroundRotation:
         self.fill = fill
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        import random
-
-        from PIL import Image as PILImage
-
         if self.p <= 0 or random.random() >= self.p:
             return img
         angle = random.uniform(-self.degrees, self.degrees)
         fill = self.fill if self.fill is not None else border_colour(img)
-        return img.rotate(angle, resample=PILImage.Resampling.BILINEAR, expand=False, fillcolor=fill)
+        return img.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=fill)
 
     def __repr__(self) -> str:
         return f"BackgroundRotation(degrees={self.degrees}, p={self.p}, fill={self.fill})"
@@ -131,8 +127,6 @@ def _kernel_size(size: int) -> int:
 
 def view_transform(spec: ViewSpec, aug: CellAugment) -> Any:
     """A torchvision pipeline for one view: PIL RGB -> normalised float Tensor (3, size, size)."""
-    from torchvision import transforms as T
-
     steps: list[Any] = []
     if aug.rotate:
         steps.append(BackgroundRotation(180.0))
@@ -242,8 +236,6 @@ class EvalTransform:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
-        from torchvision import transforms as T
-
         self.input_size = int(input_size)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
@@ -271,8 +263,6 @@ class DecodeOnly:
     """
 
     def __init__(self, size: int) -> None:
-        from torchvision import transforms as T
-
         self.size = int(size)
         self._t = T.Compose(
             [
@@ -303,8 +293,6 @@ class DeviceViews:
         self._pipes: list[Any] | None = None
 
     def _build(self) -> list[Any]:
-        import kornia.augmentation as K
-
         a = self.aug
         pipes = []
         for v in self.views:
@@ -322,8 +310,6 @@ class DeviceViews:
         return pipes
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        import torch
-
         if self._pipes is None:
             self._pipes = self._build()
         if x.dtype == torch.uint8:
@@ -341,9 +327,6 @@ class DeviceViews:
 def rotate_with_background(x: torch.Tensor, border: int = 2) -> torch.Tensor:
     """Rotate each image of a float batch by a uniform random angle, filling corners with that
     image's border median (rotating ``x - bg`` with zero padding, then adding ``bg`` back)."""
-    import torch
-    from kornia.geometry.transform import rotate
-
     b = x.shape[0]
     frame = torch.cat(
         [

@@ -92,7 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         groups = {w[0] for w in COMMANDS if len(w) > 1}
         if argv and argv[0] in groups:
             _group_help(argv[0])
-            return 0 if any(a in ("-h", "--help") for a in argv[1:2]) or len(argv) == 1 else EXIT_USAGE
+            if argv[1:2] and argv[1] in ("-h", "--help"):
+                return 0
+            if argv[1:]:
+                print(f"ssl-cyto {argv[0]}: unknown subcommand {argv[1]!r}", file=sys.stderr)
+            return EXIT_USAGE
         parser = _top_parser()
         if not argv:
             parser.print_help()

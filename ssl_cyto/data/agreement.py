@@ -13,23 +13,28 @@ Pairs are named by column so the numbers stay correct whichever reading of the c
 Each pair is computed twice: with ``UNC`` ("unassignable") as a category of its own, and without
 the cells where either rater said ``UNC``. A pair uses only cells where both columns are present.
 
-Cohen's kappa (Cohen 1960, *Educ. Psychol. Meas.* 20:37): ``(p_o - p_e) / (1 - p_e)``, where ``p_o``
-is the observed agreement and ``p_e = sum_k p_a(k) p_b(k)`` the agreement expected from the two
-raters' marginal frequencies. When ``p_e == 1`` (both raters used one and the same class) kappa is
-undefined and reported as ``nan`` (as scikit-learn's ``cohen_kappa_score`` does).
+Cohen's kappa (Cohen 1960, *Educ. Psychol. Meas.* 20:37) is scikit-learn's ``cohen_kappa_score``:
+``(p_o - p_e) / (1 - p_e)``, where ``p_o`` is the observed agreement and ``p_e`` the agreement
+expected from the two raters' marginal frequencies. When ``p_e == 1`` (both raters used one and the
+same class) kappa is undefined and reported as ``nan``; so is the kappa of no cells.
+
+``annotations.dat`` is read by :mod:`ssl_cyto.formats.annotations` (a malformed line is an error
+naming the file and line).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-from collections import Counter
+import os
+import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
-UNC = "UNC"
+from sklearn.metrics import cohen_kappa_score
+
+from ssl_cyto.formats.annotations import UNASSIGNABLE, find_annotations, read_annotations
+from ssl_cyto.formats.errors import InputError
+
 PAIRS = {
     "gold_vs_reannot1": (0, 1, "inter-rater: gold vs second expert"),
     "reannot1_vs_reannot2": (1, 2, "re-annotation vs re-annotation 11 months apart (intra-rater per brief)"),
@@ -38,7 +43,7 @@ PAIRS = {
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
-    """Cohen's kappa of two raters' labels for the same items.
+    """Cohen's kappa of two raters' labels for the same items (scikit-learn's ``cohen_kappa_score``).
 
     Args:
         a: labels of rater A.
@@ -46,54 +51,18 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
 
     Returns:
         Kappa in [-1, 1]; ``nan`` for no items or when chance agreement is 1 (both raters used a
-        single, identical class: kappa is undefined, as in scikit-learn).
-    """
-    if len(a) != len(b):
-        raise ValueError(f"kappa needs equal lengths (got {len(a)} and {len(b)})")
-    n = len(a)
-    if n == 0:
-        return math.nan
-    p_o = sum(x == y for x, y in zip(a, b, strict=True)) / n
-    ca, cb = Counter(a), Counter(b)
-    p_e = sum(ca[k] * cb.get(k, 0) for k in ca) / (n * n)
-    if p_e == 1.0:
-        return math.nan
-    return (p_o - p_e) / (1.0 - p_e)
-
-
-def read_annotations(path: str | Path) -> list[tuple[str, str | None, str | None, str | None]]:
-    """Rows ``(path, gold, reannot1, reannot2)`` of an ``annotations.dat`` (``nan`` -> None).
+        single, identical class: kappa is undefined).
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: a line has fewer than 2 or more than 4 fields (the message gives the line number).
+        InputError: ``a`` and ``b`` differ in length.
     """
-    p = Path(path)
-    rows = []
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if not 2 <= len(parts) <= 4:
-                raise ValueError(
-                    f"{p}:{lineno}: expected 'path gold reannot1 reannot2', got {line.strip()!r}"
-                )
-            cols = [None if x.lower() == "nan" else x for x in parts[1:]] + [None] * (4 - len(parts))
-            rows.append((parts[0], cols[0], cols[1], cols[2]))
-    return rows
-
-
-def _find_annotations(path: str | Path) -> Path:
-    p = Path(path).expanduser()
-    if p.is_file():
-        return p
-    for cand in (p / "annotations.dat", p.parent / "annotations.dat"):
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(
-        f"{p}: no annotations.dat there (nor beside it); give the AML-Cytomorphology_LMU folder or the file"
-    )
+    if len(a) != len(b):
+        raise InputError(f"kappa needs equal lengths (got {len(a)} and {len(b)})")
+    if len(a) == 0:
+        return math.nan
+    with warnings.catch_warnings():  # undefined kappa: sklearn warns and returns nan
+        warnings.simplefilter("ignore")
+        return float(cohen_kappa_score(list(a), list(b)))
 
 
 def _pair_stats(a: list[str], b: list[str]) -> dict:
@@ -107,7 +76,7 @@ def _pair_stats(a: list[str], b: list[str]) -> dict:
     }
 
 
-def agreement(annotations_path: str | Path) -> dict:
+def agreement(annotations_path: str | os.PathLike) -> dict:
     """Accuracy and Cohen's kappa between the label columns of ``annotations.dat``.
 
     Args:
@@ -117,7 +86,7 @@ def agreement(annotations_path: str | Path) -> dict:
         ``{"file", "cells", "reannotated", "pairs": {name: {"description", "with_unc": {n, agree,
         accuracy, kappa}, "without_unc": {..., "excluded_unc"}}}}``.
     """
-    path = _find_annotations(annotations_path)
+    path = find_annotations(annotations_path)
     rows = read_annotations(path)
     re_rows = [r for r in rows if r[2] is not None or r[3] is not None]
     out: dict = {"file": str(path), "cells": len(rows), "reannotated": len(re_rows), "pairs": {}}
@@ -125,20 +94,25 @@ def agreement(annotations_path: str | Path) -> dict:
         pairs = [(r[1 + i], r[1 + j]) for r in re_rows if r[1 + i] is not None and r[1 + j] is not None]
         a = [str(x) for x, _ in pairs]
         b = [str(y) for _, y in pairs]
-        keep = [(x, y) for x, y in zip(a, b, strict=True) if x != UNC and y != UNC]
+        keep = [(x, y) for x, y in zip(a, b, strict=True) if x != UNASSIGNABLE and y != UNASSIGNABLE]
         without = _pair_stats([x for x, _ in keep], [y for _, y in keep])
         without["excluded_unc"] = len(a) - len(keep)
         out["pairs"][name] = {"description": desc, "with_unc": _pair_stats(a, b), "without_unc": without}
     return out
 
 
-def _finite(obj):
+def _finite(obj: object) -> object:
     """NaN -> None, recursively (JSON has no NaN)."""
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
+
+
+def agreement_json(res: dict) -> str:
+    """:func:`agreement`'s result as indented JSON (undefined values as ``null``)."""
+    return json.dumps(_finite(res), indent=2)
 
 
 def format_agreement(res: dict) -> str:
@@ -154,26 +128,3 @@ def format_agreement(res: dict) -> str:
     for name, p in res["pairs"].items():
         lines.append(f"  {name}: {p['description']}")
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``ssl-cyto data agreement``."""
-    parser.add_argument("path", help="the AML-Cytomorphology_LMU folder, or its annotations.dat")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def main(args: argparse.Namespace) -> int:
-    """``ssl-cyto data agreement PATH``."""
-    try:
-        res = agreement(args.path)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if res["reannotated"] == 0:
-        print(f"error: {res['file']}: no re-annotated cells (columns 3 and 4 are all nan)", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(_finite(res), indent=2))
-    else:
-        print(format_agreement(res))
-    return 0

@@ -12,24 +12,48 @@ conversion rules live in one place:
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from PIL import Image
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from ssl_cyto.formats.errors import InputError
 
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_BACKGROUND = (255, 255, 255)
+#: A cell image with a side under MIN_SIDE or over MAX_SIDE px is almost surely not one cell (a
+#: thumbnail, an icon, a whole slide or tile): pack and embed count and list such images.
+MIN_SIDE = 16
+MAX_SIDE = 4096
+#: The fix suggested for a file of a dataset that does not decode.
+DATASET_HINT = "re-download or remove it"
+_OBJECT_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>|<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(InputError):
     """A file that cannot be decoded as an image (corrupt, truncated, empty or unknown format)."""
 
 
-def _from_array(arr, background: tuple[int, int, int]) -> Image.Image:
-    import numpy as np
-    from PIL import Image
+def size_problem(width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` px is unlikely to be one cell, or None when it looks fine."""
+    if min(width, height) < MIN_SIDE:
+        return f"{width}x{height} px: a side under {MIN_SIDE} px"
+    if max(width, height) > MAX_SIDE:
+        return f"{width}x{height} px: a side over {MAX_SIDE} px"
+    return None
 
+
+def _reason(exc: BaseException) -> str:
+    """The message of a decoder's exception without the ``<_io.BytesIO object at 0x...>`` it may hold."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a known image format"
+    text = _OBJECT_REPR.sub("the data", str(exc)).strip()
+    return text or type(exc).__name__
+
+
+def _from_array(arr: np.ndarray, background: tuple[int, int, int]) -> Image.Image:
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.integer):
             arr = (arr.astype(np.float64) / np.iinfo(arr.dtype).max * 255.0).round().astype(np.uint8)
@@ -53,6 +77,7 @@ def open_rgb(
     source: str | Path | bytes,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     name: str | None = None,
+    hint: str = DATASET_HINT,
 ) -> Image.Image:
     """Decode an image file (or its bytes) fully into an 8-bit RGB PIL image.
 
@@ -60,6 +85,8 @@ def open_rgb(
         source: a path or the raw bytes of the file.
         background: RGB colour that transparent pixels are composited onto.
         name: the file's name for error messages when ``source`` is bytes.
+        hint: the fix the error message suggests (default: re-download or remove a dataset file;
+            for a user's own image say e.g. "check that it is an image file").
 
     Returns:
         A loaded ``PIL.Image.Image`` in mode ``RGB``.
@@ -68,13 +95,10 @@ def open_rgb(
         ImageDecodeError: the data is empty, truncated, corrupt or not an image; the message names
             the file.
     """
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     if len(data) == 0:
-        raise ImageDecodeError(f"{label}: empty file (0 bytes); re-download or remove it")
+        raise ImageDecodeError(f"{label}: empty file (0 bytes); {hint}")
     try:
         # Decoded from memory, so the image can be returned as loaded: no extra full-image copy.
         img = Image.open(io.BytesIO(data))
@@ -91,9 +115,9 @@ def open_rgb(
         # Pillow cannot read some TIFF flavours (e.g. 16-bit RGB); tifffile can.
         if label.lower().endswith((".tif", ".tiff")):
             try:
-                import tifffile
-
                 return _from_array(tifffile.imread(io.BytesIO(data)), background)
             except Exception as tiff_exc:  # noqa: BLE001 - reported below with the file name
-                raise ImageDecodeError(f"{label}: cannot decode TIFF ({tiff_exc}); re-export or remove it") from exc
-        raise ImageDecodeError(f"{label}: cannot decode image ({exc}); re-download or remove it") from exc
+                raise ImageDecodeError(
+                    f"{label}: cannot decode TIFF ({_reason(tiff_exc)}); {hint}"
+                ) from exc
+        raise ImageDecodeError(f"{label}: cannot decode image ({_reason(exc)}); {hint}") from exc

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from ssl_cyto.formats.annotations import UNASSIGNABLE
+from ssl_cyto.formats.errors import InputError
+
 # Matek et al. 2019 (AML-Cytomorphology_LMU), abbreviations.txt.
 AML_LMU_CLASSES: dict[str, str] = {
     "BAS": "Basophil",
@@ -88,8 +91,6 @@ SHARED_CLASSES: tuple[str, ...] = (
     "plasma_cell",
     "platelet",
 )
-
-UNASSIGNABLE = "UNC"  # AML-LMU re-annotation code: the examiner could not assign a class
 
 AML_LMU_TO_SHARED: dict[str, str | None] = {
     "BAS": "basophil",
@@ -167,7 +168,9 @@ def to_shared(source: str, label: str | None) -> str | None:
 
     Returns:
         A name from :data:`SHARED_CLASSES`, or ``None`` when the label has no shared counterpart
-        (smudge cells, artefacts, "other", "unassignable", unknown folder names, missing labels).
+        (smudge cells, artefacts, "other", "unassignable", unknown folder names, missing labels),
+        and for every label of a source without a mapping here (e.g. a newly registered source):
+        such labels stay usable within their source (:func:`harmonise` ``vocabulary="native"``).
     """
     if label is None or label == UNASSIGNABLE:
         return None
@@ -175,9 +178,9 @@ def to_shared(source: str, label: str | None) -> str | None:
         return AML_LMU_TO_SHARED.get(label)
     if source == "bm-mll":
         return BM_MLL_TO_SHARED.get(label)
-    if source.startswith("folder"):
+    if source == "folder" or source.startswith("folder:"):
         return FOLDER_TO_SHARED.get(label.strip().lower())
-    raise ValueError(f"unknown source {source!r}: expected 'aml-lmu', 'bm-mll' or 'folder:<name>'")
+    return None  # a source without a shared mapping
 
 
 def full_name(source: str, label: str) -> str:
@@ -203,11 +206,11 @@ def harmonise(
     """
     sources, labels = list(sources), list(labels)
     if len(sources) != len(labels):
-        raise ValueError(f"{len(sources)} sources but {len(labels)} labels")
+        raise InputError(f"{len(sources)} sources but {len(labels)} labels")
     if vocabulary == "shared":
         return [to_shared(s, lab) for s, lab in zip(sources, labels, strict=True)]
     if vocabulary != "native":
-        raise ValueError(f"vocabulary must be 'native' or 'shared' (got {vocabulary!r})")
+        raise InputError(f"vocabulary must be 'native' or 'shared' (got {vocabulary!r})")
     mixed = len(set(sources)) > 1
     out: list[str | None] = []
     for s, lab in zip(sources, labels, strict=True):

@@ -1,12 +1,19 @@
 """ssl_cyto.evaluation: how good is a frozen embedding, measured against the experts.
 
-* :mod:`~ssl_cyto.evaluation.probe` - ``ssl-cyto probe``: linear probe, kNN and retrieval on a seeded,
-  saved split, with bootstrap intervals and the random-weights and colour-histogram baselines.
-* :mod:`~ssl_cyto.evaluation.metrics` - classification metrics, bootstrap and paired-bootstrap
-  intervals, cosine kNN, label-efficiency subsets.
-* :mod:`~ssl_cyto.evaluation.baselines` - the colour-histogram "encoder" (backbone ``colour_hist``).
-* :mod:`~ssl_cyto.evaluation.umap` - ``ssl-cyto umap``: 2-D maps by class and by source.
-* :mod:`~ssl_cyto.evaluation.report` - Markdown reports that start with command, data, hardware, date.
+``ssl-cyto probe`` (:func:`ssl_cyto.evaluation.probing.probe`):
 
-Nothing heavy is imported here; see docs/evaluation.md.
+* :mod:`~ssl_cyto.evaluation.protocol` - the probe's settings and :class:`ProbeError`;
+* :mod:`~ssl_cyto.evaluation.splits` - labelled cells, seeded saved splits, tasks;
+* :mod:`~ssl_cyto.evaluation.classifiers` - linear probe with its C sweep, cosine kNN;
+* :mod:`~ssl_cyto.evaluation.baselines` - the random-weights and colour-histogram baselines, embedded;
+* :mod:`~ssl_cyto.evaluation.rater_agreement` - models beside the raters on re-annotated cells;
+* :mod:`~ssl_cyto.evaluation.probing` - the orchestration; :mod:`~ssl_cyto.evaluation.probe_report`
+  its report.
+
+Shared: :mod:`~ssl_cyto.evaluation.metrics` (classification metrics, label subsets),
+:mod:`~ssl_cyto.evaluation.bootstrap` (bootstrap and paired-bootstrap intervals),
+:mod:`~ssl_cyto.evaluation.report` (Markdown reports that start with command, data, hardware, date).
+``ssl-cyto umap``: :mod:`~ssl_cyto.evaluation.umap_map`.
+
+Nothing is imported here; see docs/evaluation.md.
 """

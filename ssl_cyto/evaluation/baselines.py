@@ -1,130 +1,132 @@
-"""Baselines every quality figure is compared with: a colour histogram and random weights.
+"""The two baselines every probe is compared with, embedded from the same cells as the model.
 
-On stained blood cells colour alone is a strong cue (May-Grünwald-Giemsa staining colours granules,
-nuclei and cytoplasm differently per lineage), so a representation must beat a plain colour
-histogram before it can claim to have learned morphology. :class:`ColourHistogram` is that floor:
-32 bins per channel of RGB and HSV (6 x 32 = 192 features), each channel's 32 bins normalised to
-sum to 1. It has no trainable weights and runs batched on whatever device its input is on.
+On stained blood cells colour alone is a strong cue, and a random network already gives features
+that are far from useless, so a representation must beat both before it can claim to have learned
+morphology:
 
-It is registered as the backbone name ``colour_hist`` (mean 0, std 1 in its meta, so it sees the
-image in [0, 1]) by :mod:`ssl_cyto.models.backbones`, so ``ssl-cyto embed --model colour_hist`` gives
-the floor through the same code path as any encoder. Z-scoring with the training-split statistics
-happens in the probe (:mod:`ssl_cyto.evaluation.probe`), never here.
+* ``random``: the evaluated architecture (and ``backbone_kwargs``, input size, normalisation of
+  ``EMB_DIR/model.json``) with seeded random weights;
+* ``colour``: the colour-histogram floor, backbone ``colour_hist``
+  (:class:`ssl_cyto.models.colour_hist.ColourHistogram`).
 
-torch is imported lazily: importing this module costs nothing; the class is built on first access.
+Both are saved as backbone folders (:func:`ssl_cyto.models.weights.save_backbone`) and embedded
+through the same :func:`ssl_cyto.embedding.runner.embed` as any encoder, into
+``EMB_DIR/baselines/<kind>/``, and reused from there on later runs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import inspect
+import sys
+from pathlib import Path
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
+import numpy as np
+import pandas as pd
+import torch
 
-__all__ = ["ColourHistogram", "colour_histogram", "rgb_to_hsv", "HIST_BINS", "HIST_CHANNELS"]
+from ssl_cyto.embedding.runner import embed
+from ssl_cyto.evaluation.protocol import ProbeError
+from ssl_cyto.evaluation.splits import load_embeddings
+from ssl_cyto.formats.embeddings import CELLS_FILE, EMBEDDINGS_FILE
+from ssl_cyto.models.factory import build_backbone
+from ssl_cyto.models.weights import save_backbone
 
-HIST_BINS = 32
-HIST_CHANNELS = ("R", "G", "B", "H", "S", "V")
+__all__ = ["BASELINE_KINDS", "EMBED_OPTIONS_REUSED", "align_features", "compute_baseline"]
+
+BASELINE_KINDS = ("random", "colour")
+EMBED_OPTIONS_REUSED = ("batch_size", "num_workers", "limit", "chunk_batches")
 
 
-def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """Convert RGB in [0, 1], shape (B, 3, H, W), to HSV with every channel in [0, 1].
+def _embed_kwargs(embed_meta: dict) -> dict:
+    """Options of the original ``embed`` run to repeat for a baseline (same cells: ``limit`` matters).
 
-    Hue is ``degrees / 360``; hue of a grey pixel (max == min) is 0, saturation of black is 0
-    (the same conventions as :func:`colorsys.rgb_to_hsv`).
+    ``embed.json`` keeps them under ``options``; the device is left to ``auto`` (the probe may run
+    elsewhere), the seed does not apply (baselines are given as backbone folders).
     """
-    import torch
-
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    maxc, argmax = x.max(dim=1)
-    minc = x.min(dim=1).values
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    h_r = ((g - b) / safe) % 6.0
-    h_g = (b - r) / safe + 2.0
-    h_b = (r - g) / safe + 4.0
-    hue = torch.where(argmax == 0, h_r, torch.where(argmax == 1, h_g, h_b)) / 6.0
-    hue = torch.where(delta > 0, hue, torch.zeros_like(hue)) % 1.0
-    sat = torch.where(
-        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
-    )
-    return torch.stack([hue, sat, maxc], dim=1)
+    params = inspect.signature(embed).parameters
+    given = {**{k: v for k, v in embed_meta.items() if k != "options"}, **(embed_meta.get("options") or {})}
+    return {k: given[k] for k in EMBED_OPTIONS_REUSED if k in given and k in params}
 
 
-def colour_histogram(x: torch.Tensor, bins: int = HIST_BINS) -> torch.Tensor:
-    """Per-channel histograms of RGB and HSV, ``bins`` bins each, on images in [0, 1].
+def _baseline_backbone(kind: str, emb_dir: Path, model_meta: dict, seed: int) -> tuple[torch.nn.Module, dict]:
+    """The baseline's module and its ``model.json`` content."""
+    if kind == "random":
+        arch = model_meta.get("architecture")
+        if not arch:
+            raise ProbeError(
+                f"{emb_dir / 'model.json'} has no 'architecture'; cannot build the random baseline"
+            )
+        kwargs = dict(model_meta.get("backbone_kwargs") or {})
+        torch.manual_seed(seed)
+        module, dim = build_backbone(arch, **kwargs)
+        return module, {
+            "architecture": arch,
+            "backbone_kwargs": kwargs,
+            "embed_dim": dim,
+            "input_size": model_meta.get("input_size"),
+            "mean": model_meta.get("mean"),
+            "std": model_meta.get("std"),
+            "method": "random",
+            "seed": seed,
+        }
+    if kind == "colour":
+        module, dim = build_backbone("colour_hist")
+        return module, {
+            "architecture": "colour_hist",
+            "embed_dim": dim,
+            "input_size": model_meta.get("input_size"),
+            "method": "colour_hist",
+            "seed": seed,
+        }
+    raise ProbeError(f"unknown baseline {kind!r}; choose one of {BASELINE_KINDS} or pass --baseline NAME=DIR")
+
+
+def compute_baseline(kind: str, emb_dir: Path, model_meta: dict, embed_meta: dict, seed: int) -> Path:
+    """Embed the same data with a baseline; reuse ``EMB_DIR/baselines/<kind>/`` when it is there.
 
     Args:
-        x: float tensor (B, 3, H, W) with values in [0, 1] (values outside are clamped).
-        bins: bins per channel; bin ``i`` holds values in ``[i/bins, (i+1)/bins)``, 1.0 falls in the last.
+        kind: ``random`` or ``colour``.
+        emb_dir: the evaluated embedding folder.
+        model_meta: its ``model.json``.
+        embed_meta: its ``embed.json`` (``data`` and the reused ``options``).
+        seed: seed of the random weights.
 
     Returns:
-        float32 tensor (B, 6 * bins): channels in the order R, G, B, H, S, V, each block of
-        ``bins`` values summing to 1 (the fraction of pixels per bin).
+        The baseline's embedding folder (its backbone in ``.../backbone/``).
+
+    Raises:
+        ProbeError: ``embed.json`` does not say which data was embedded, or ``model.json`` lacks the
+            architecture (random baseline).
     """
-    import torch
-
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"colour_histogram expects (B, 3, H, W) RGB images, got shape {tuple(x.shape)}")
-    x = x.float().clamp(0.0, 1.0)
-    batch = x.shape[0]
-    pixels = x.shape[2] * x.shape[3]
-    channels = torch.cat([x, rgb_to_hsv(x)], dim=1)  # (B, 6, H, W)
-    idx = (channels * bins).long().clamp_(0, bins - 1).flatten(2)  # (B, 6, P)
-    offsets = torch.arange(batch * 6, device=x.device).view(batch, 6, 1) * bins
-    counts = torch.bincount((idx + offsets).flatten(), minlength=batch * 6 * bins)
-    return (counts.view(batch, 6 * bins).float() / float(pixels)).contiguous()
-
-
-def _build_class() -> type:
-    import torch
-    from torch import nn
-
-    class ColourHistogram(nn.Module):
-        """Colour-histogram "encoder": (B, 3, H, W) images in [0, 1] -> (B, 6 * bins) features.
-
-        32 bins per channel of RGB and HSV (192-d by default), each channel block normalised to sum
-        to 1. No trainable weights; it holds one empty, frozen parameter so code that reads
-        ``next(model.parameters()).device`` works as for any backbone.
-
-        Args:
-            bins: bins per channel (32 by default, as in the project's baseline definition).
-        """
-
-        def __init__(self, bins: int = HIST_BINS) -> None:
-            super().__init__()
-            if bins < 1:
-                raise ValueError(f"bins must be >= 1, got {bins}")
-            self.bins = int(bins)
-            self.embed_dim = 6 * self.bins
-            self.register_parameter("anchor", nn.Parameter(torch.zeros(0), requires_grad=False))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return colour_histogram(x, self.bins)
-
-        def extra_repr(self) -> str:
-            return f"bins={self.bins}, channels=RGB+HSV, embed_dim={self.embed_dim}"
-
-    ColourHistogram.__module__ = __name__
-    ColourHistogram.__qualname__ = "ColourHistogram"
-    return ColourHistogram
+    emb_dir = Path(emb_dir)
+    out = emb_dir / "baselines" / kind
+    if (out / EMBEDDINGS_FILE).exists() and (out / CELLS_FILE).exists():
+        return out
+    data = embed_meta.get("data")
+    if not data:
+        raise ProbeError(
+            f"{emb_dir / 'embed.json'} has no 'data' entry, so the {kind} baseline cannot be embedded; "
+            f"embed it yourself and pass --baseline {kind}=DIR, or use --baselines none"
+        )
+    module, meta = _baseline_backbone(kind, emb_dir, model_meta, seed)
+    backbone_dir = save_backbone(module, out / "backbone", meta)
+    print(f"probe: embedding the {kind} baseline into {out}", file=sys.stderr)
+    embed(model=str(backbone_dir), data=data, out_dir=str(out), **_embed_kwargs(embed_meta))
+    return out
 
 
-if TYPE_CHECKING:
+def align_features(cells: pd.DataFrame, other_dir: Path) -> np.ndarray:
+    """Features of the embedding folder ``other_dir`` in the row order of ``cells`` (by ``cell_id``).
 
-    class ColourHistogram(nn.Module):  # noqa: D101 - the real class is built by _build_class()
-        bins: int
-        embed_dim: int
-
-        def __init__(self, bins: int = HIST_BINS) -> None: ...
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor: ...
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ColourHistogram":
-        cls = _build_class()
-        globals()["ColourHistogram"] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    Raises:
+        ProbeError: ``other_dir`` lacks some of the cells.
+    """
+    feats, other, _, _ = load_embeddings(other_dir)
+    pos = dict(zip(other["cell_id"], range(len(other)), strict=True))
+    missing = [c for c in cells["cell_id"] if c not in pos]
+    if missing:
+        raise ProbeError(
+            f"baseline {other_dir} lacks {len(missing)} of the evaluated cells (e.g. {missing[0]!r}); "
+            "embed the same data for the baseline (or delete the folder so it is recomputed)"
+        )
+    return np.ascontiguousarray(feats[np.array([pos[c] for c in cells["cell_id"]])])

@@ -1,47 +1,47 @@
 """Rendering of ``ssl-cyto probe`` results: the report's tables, the confusion-matrix PNG, the
 Matek 2021 Table 1 reference and :func:`headline` (compact rows for summaries such as the demo).
 
-The numbers are computed in :mod:`ssl_cyto.evaluation.probe`; this module only formats them.
+The numbers are computed by :mod:`ssl_cyto.evaluation.probing`; this module only formats them. It
+imports the probe's settings from :mod:`ssl_cyto.evaluation.protocol` and :class:`Task` from
+:mod:`ssl_cyto.evaluation.splits`, never the orchestrator.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import pandas as pd
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-    from ssl_cyto.evaluation.probe import Task
+from ssl_cyto.evaluation.metrics import confusion
+from ssl_cyto.evaluation.protocol import C_GRID, FAST_C, TEMPERATURE
+from ssl_cyto.evaluation.report import markdown_table
+from ssl_cyto.evaluation.splits import Task, labelled
+
+__all__ = ["MATEK_TABLE1", "confusion_png", "headline", "intro_section", "matek_reference", "task_sections"]
 
 REFERENCES = Path(__file__).resolve().parent / "references"
 MATEK_TABLE1 = REFERENCES / "matek2021_table1.csv"
 
 
-def _matek_reference() -> dict[str, dict]:
-    import pandas as pd
-
+def matek_reference() -> dict[str, dict]:
+    """Matek et al. 2021 (Blood 138:1917) Table 1 rows by class code; empty when the file is missing."""
     if not MATEK_TABLE1.exists():
         return {}
     ref = pd.read_csv(MATEK_TABLE1)
     return {str(r["label"]): r.to_dict() for _, r in ref.iterrows()}
 
 
-def _confusion_png(y_true, y_pred, classes: list[str], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from ssl_cyto.evaluation.metrics import confusion
-
+def confusion_png(y_true, y_pred, classes: list[str], path: Path, title: str) -> Path:
+    """Write the row-normalised confusion matrix (counts in the cells) as a PNG; returns ``path``."""
     cm = confusion(y_true, y_pred, len(classes))
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
     k = len(classes)
     size = max(4.0, 0.5 * k + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(
@@ -66,16 +66,11 @@ def _confusion_png(y_true, y_pred, classes: list[str], path: Path, title: str) -
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def _fmt_ci(d: dict) -> str:
     return f"{d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
-
-
-# ----------------------------------------------------------------------------------------------
-# the probe
 
 
 def headline(result: dict, task: str | None = None) -> list[dict[str, str]]:
@@ -114,9 +109,8 @@ def headline(result: dict, task: str | None = None) -> list[dict[str, str]]:
     return rows
 
 
-def _intro_section(result: dict, cells: pd.DataFrame, embed_meta: dict, markdown_table) -> tuple[str, str]:
-    from ssl_cyto.evaluation.probe import C_GRID, FAST_C, TEMPERATURE, _labelled
-
+def intro_section(result: dict, cells: pd.DataFrame) -> tuple[str, str]:
+    """The "Setup" section: protocol, split, classifiers, intervals, models, labelled cells per class."""
     proto = {
         "holdout20": "stratified 80/20 hold-out (DinoBloom's protocol), strata = (source, label)",
         "cv5": "stratified 5-fold cross-validation (Matek et al. 2021), out-of-fold predictions pooled",
@@ -154,7 +148,7 @@ def _intro_section(result: dict, cells: pd.DataFrame, embed_meta: dict, markdown
     else:
         lines.append("- Label efficiency skipped (`--fast`).")
     counts = (
-        cells.loc[_labelled(cells)]
+        cells.loc[labelled(cells)]
         .groupby(["source", "label"])
         .size()
         .reset_index(name="cells")
@@ -168,9 +162,10 @@ def _intro_section(result: dict, cells: pd.DataFrame, embed_meta: dict, markdown
     return "Setup", body
 
 
-def _task_sections(
-    task: Task, tres: dict, main_name: str, protocol: str, reference: dict, png: str, markdown_table
-):
+def task_sections(
+    task: Task, tres: dict, main_name: str, protocol: str, reference: dict, png: str
+) -> list[tuple[str, str]]:
+    """The report sections of one task: metrics, paired differences, retrieval, per class, ... ."""
     clf_names = {"linear": "linear probe", "knn1": "kNN k=1", "knn20": "kNN k=20"}
     metric_names = {
         "accuracy": "accuracy",
@@ -318,7 +313,7 @@ def _task_sections(
                 f"{task.name}: re-annotated test cells ({agree['n_cells']} cells)",
                 "Agreement on the test cells that carry both re-annotations (`UNC`, unassignable, counts as a class "
                 "of its own); the raters' rows are the human ceiling on the same cells (Cohen's kappa from "
-                "`ssl_cyto.data.agreement`; the model is scored on its own classes, so a rater's `UNC` or a class "
+                "scikit-learn; the model is scored on its own classes, so a rater's `UNC` or a class "
                 "below the minimum is always a miss for it).\n\n" + markdown_table(rows),
             )
         )
@@ -332,7 +327,3 @@ def _ref_fmt(ref: dict, key: str) -> str:
         return ""
     sd = ref.get(f"{key}_sd")
     return f"{float(v):.2f} ± {float(sd):.2f}" if sd is not None and sd == sd else f"{float(v):.2f}"
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI

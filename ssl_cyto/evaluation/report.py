@@ -4,19 +4,21 @@ Every report the project writes (probe, UMAP, benchmarks, the demo) goes through
 :func:`write_report`, so they all start the same way: the exact command line, the data, the
 hardware and the date, then their sections and figures. A number without the command that produced
 it cannot be checked; putting the command first makes every report reproducible by copy and paste.
+The hardware line is :func:`ssl_cyto.formats.provenance.hardware_summary`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import platform
+import numbers
 import shlex
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["command_line", "hardware_summary", "markdown_table", "write_report"]
+from ssl_cyto.formats.provenance import hardware_summary
+
+__all__ = ["command_line", "markdown_table", "write_report"]
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
@@ -37,61 +39,6 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass  # not Linux: fall back to platform below
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def _ram_gib() -> float | None:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) / 1024**2
-    except OSError:
-        return None
-    try:  # macOS / BSD
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def hardware_summary() -> str:
-    """One line describing the machine: CPU model, cores, RAM, GPUs (via torch.cuda), torch version.
-
-    torch is imported here (not at module level); if it is missing, the summary says so.
-    """
-    parts = [f"CPU: {_cpu_model()}", f"{_usable_cores()} usable cores (of {os.cpu_count()})"]
-    ram = _ram_gib()
-    parts.append(f"RAM: {ram:.1f} GiB" if ram is not None else "RAM: unknown")
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            parts.append("GPU: " + ", ".join(names))
-        else:
-            parts.append("GPU: none")
-        parts.append(f"torch {torch.__version__}")
-    except ImportError:
-        parts.append("torch: not installed")
-    parts.append(f"Python {platform.python_version()} on {platform.system()} {platform.release()}")
-    return "; ".join(parts)
-
-
 def _fmt_cell(value: object, float_fmt: str) -> str:
     if value is None:
         return ""
@@ -101,13 +48,8 @@ def _fmt_cell(value: object, float_fmt: str) -> str:
         if value != value:  # NaN
             return ""
         return format(value, float_fmt)
-    try:  # numpy scalars without importing numpy
-        import numbers
-
-        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-            return format(float(value), float_fmt)
-    except (TypeError, ValueError):
-        pass  # not a number: falls through to str()
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):  # numpy scalars
+        return format(float(value), float_fmt)
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 

@@ -14,13 +14,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-    from PIL import Image
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
 
-__all__ = ["Tile", "render_gallery", "save_gallery"]
+from ssl_cyto.data.images import ImageDecodeError, open_rgb
+from ssl_cyto.formats.errors import InputError
+
+__all__ = [
+    "MATCH_COLOUR",
+    "MISMATCH_COLOUR",
+    "QUERY_COLOUR",
+    "Tile",
+    "frame_for",
+    "render_gallery",
+    "save_gallery",
+]
 
 QUERY_COLOUR = "#1f5fbf"
 MATCH_COLOUR = "#2a9d3a"
@@ -45,8 +57,6 @@ class Tile:
 
 def _thumbnail(image: Any) -> tuple[Image.Image | None, str | None]:
     """A small RGB thumbnail, or ``(None, reason)`` when the image cannot be read."""
-    from ssl_cyto.data.images import ImageDecodeError, open_rgb
-
     if image is None:
         return None, "no image"
     try:
@@ -82,12 +92,8 @@ def render_gallery(
     Returns:
         A matplotlib ``Figure`` with exactly ``sum(1 + len(neighbours))`` axes (one per tile).
     """
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if not rows:
-        raise ValueError("render_gallery: no rows to draw (give at least one query)")
+        raise InputError("render_gallery: no rows to draw (give at least one query)")
     ncols = 1 + max(len(n) for _, n in rows)
     gap = 0.25  # blank column between the query and its neighbours, in tile widths
     caption_in = 0.62 * fontsize / 9.0

@@ -17,7 +17,7 @@ Missing neighbours (fewer than ``k`` columns, or ``None``/NaN entries, e.g. FAIS
 when the database holds fewer than ``k`` cells) count as not relevant. Queries without a label are
 skipped and counted in ``n_unlabelled_queries``.
 
-Pure Python + numpy; numpy is imported inside the functions.
+Pure Python + numpy.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 __all__ = [
     "FORMULA",
@@ -47,13 +49,15 @@ def _is_missing(value: Any) -> bool:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    try:  # pandas.NA / numpy NaN scalars without importing pandas
+    try:  # pandas.NA / numpy NaN scalars
         return bool(value != value)
     except (TypeError, ValueError):
         return False
 
 
-def relevance_matrix(query_labels: Sequence[Any], neighbour_labels: Sequence[Sequence[Any]], k: int):
+def relevance_matrix(
+    query_labels: Sequence[Any], neighbour_labels: Sequence[Sequence[Any]], k: int
+) -> np.ndarray:
     """The (n_queries, k) 0/1 relevance matrix, padded with 0 where fewer than ``k`` neighbours exist.
 
     Args:
@@ -64,8 +68,6 @@ def relevance_matrix(query_labels: Sequence[Any], neighbour_labels: Sequence[Seq
     Returns:
         ``numpy.ndarray`` of dtype float64 and shape ``(len(query_labels), k)``.
     """
-    import numpy as np
-
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if len(query_labels) != len(neighbour_labels):
@@ -83,21 +85,17 @@ def relevance_matrix(query_labels: Sequence[Any], neighbour_labels: Sequence[Seq
     return rel
 
 
-def precision_at_k(rel) -> Any:
+def precision_at_k(rel: Any) -> np.ndarray:
     """P@k per query from a (n, k) relevance matrix: the fraction of the top k that is relevant."""
-    import numpy as np
-
     rel = np.asarray(rel, dtype=np.float64)
     return rel.mean(axis=1) if rel.shape[1] else np.zeros(rel.shape[0])
 
 
-def average_precision_at_k(rel) -> Any:
+def average_precision_at_k(rel: Any) -> np.ndarray:
     """AP@k per query from a (n, k) relevance matrix (see the module docstring for the formula).
 
     ``AP@k = (1 / sum_{i<=k} rel_i) * sum_{i<=k} P@i * rel_i``, 0 when the top k holds no relevant item.
     """
-    import numpy as np
-
     rel = np.asarray(rel, dtype=np.float64)
     if rel.ndim != 2:
         raise ValueError(f"relevance must be a 2-D (queries x k) array, got shape {rel.shape}")
@@ -130,8 +128,6 @@ def retrieval_metrics(
         "per_class": {label: {"precision@1": .., ..., "n_queries": int}}}``. Values are plain floats
         (NaN when there is no labelled query).
     """
-    import numpy as np
-
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, got {list(ks)}")
@@ -139,7 +135,7 @@ def retrieval_metrics(
     rel = relevance_matrix(query_labels, neighbour_labels, kmax)
     labelled = np.array([not _is_missing(q) for q in query_labels], dtype=bool)
 
-    def summarise(mask) -> dict[str, Any]:
+    def summarise(mask: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {}
         n = int(mask.sum())
         for k in ks:

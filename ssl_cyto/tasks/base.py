@@ -1,38 +1,37 @@
-"""``SSLTask``: the small LightningModule shared by SimCLR and DINO.
+"""``SSLTask``: the small LightningModule every SSL method subclasses.
 
-It owns what both methods need: the backbone (built by name, see
-:func:`ssl_cyto.models.backbones.build_backbone`), the optimiser (LARS, AdamW or SGD; no weight
-decay on biases and norm parameters), a per-step schedule (linear warm-up, then cosine decay to
-``min_lr_ratio * lr`` over the trainer's estimated total steps), the learning-rate scaling rule,
+It owns what every method needs: the backbone (built by name, see
+:func:`ssl_cyto.models.factory.build_backbone`), the views the data module asks it for, the
+optimiser (:mod:`ssl_cyto.tasks.optim`) and its per-step schedule (:mod:`ssl_cyto.tasks.schedule`),
 ``channels_last``, optional ``torch.compile``, SyncBatchNorm under DDP and the augmentation knobs.
 
-Learning-rate rule: the optimiser runs at ``lr * global_batch / 256`` (``lr_scaling="linear"``,
-Goyal et al. 2017; SimCLR and DINO both state base rates this way), or ``lr * sqrt(global_batch / 256)``
-(``"sqrt"``), or ``lr`` (``"none"``), where ``global_batch = batch size per device x devices x
-gradient accumulation`` is measured from the first training batch. The schedule is a pure function of
-``trainer.global_step``, so resuming from a checkpoint continues it exactly.
+The base declares every shared argument once, typed (LightningCLI and jsonargparse read the
+signature). A method declares only its own arguments, plus the shared ones whose default it
+changes, and forwards the rest with ``**kwargs``: jsonargparse follows ``super().__init__(**kwargs)``
+to this signature, so ``--model.init_args.lr`` etc. stay typed and documented for every method.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from ssl_cyto.models.backbones import backbone_norm, build_backbone
-from ssl_cyto.transforms import CellAugment, DecodeOnly, DeviceViews, EvalTransform, ViewSpec
+from ssl_cyto.models.factory import backbone_norm, build_backbone, sized_kwargs
+from ssl_cyto.tasks.optim import build_optimizer, param_groups
+from ssl_cyto.tasks.schedule import ScheduleMixin
+from ssl_cyto.transforms import CellAugment, DecodeOnly, DeviceViews, EvalTransform, MultiView, ViewSpec
 
 
-class SSLTask(pl.LightningModule):
+class SSLTask(ScheduleMixin, pl.LightningModule):
     """Shared base of the SSL methods (not trained on its own).
 
     Args:
         backbone: timm name, ``tiny_cnn`` or ``colour_hist``.
         backbone_kwargs: options for the backbone (e.g. ``{"width": 32}``, ``{"pool": "multiscale"}``).
-        input_size: side of the (global) training views and of the eval transform.
+        input_size: side of the (global) training views and of the eval transform (a ViT is built for it).
         checkpoint_path: local weights to start the backbone from (never downloaded).
         optimizer: ``lars`` (large batches), ``adamw`` or ``sgd``.
         lr: base learning rate, scaled by ``lr_scaling`` with the global batch.
@@ -79,14 +78,13 @@ class SSLTask(pl.LightningModule):
         crop_scale: tuple[float, float] = (0.4, 1.0),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()  # collects the subclass's __init__ arguments too
-        kwargs = dict(backbone_kwargs or {})
-        if backbone.startswith(("vit", "deit")):
-            kwargs.setdefault("img_size", input_size)
+        self.save_hyperparameters()  # collects the subclasses' __init__ arguments too
         self.backbone_name = backbone
-        self.backbone_kwargs = kwargs
+        self.backbone_kwargs = sized_kwargs(backbone, input_size, backbone_kwargs)
         self.input_size = int(input_size)
-        self.backbone, self.embed_dim = build_backbone(backbone, checkpoint_path=checkpoint_path, **kwargs)
+        self.backbone, self.embed_dim = build_backbone(
+            backbone, checkpoint_path=checkpoint_path, **self.backbone_kwargs
+        )
         mean, std = backbone_norm(backbone)
         self.aug = CellAugment(
             rotate=rotate, flip=flip, jitter=jitter, hue=hue, grayscale_p=grayscale_p, mean=mean, std=std
@@ -99,7 +97,7 @@ class SSLTask(pl.LightningModule):
         """``self.hparams`` with attribute access typed loosely (all ``__init__`` arguments)."""
         return self.hparams
 
-    # ---- transforms (the data module asks the task for them) --------------------------------------
+    # ---- views (the data module asks the task for them) -------------------------------------------
     def view_specs(self) -> list[ViewSpec]:
         """The views one training sample yields (overridden per method)."""
         raise NotImplementedError
@@ -107,8 +105,6 @@ class SSLTask(pl.LightningModule):
     @property
     def train_transform(self) -> Any:
         """PIL RGB -> list[Tensor]: all views (CPU path) or one uint8 tensor (``augment_on_device``)."""
-        from ssl_cyto.transforms import MultiView
-
         if self.hp.augment_on_device:
             return DecodeOnly(max(v.size for v in self.view_specs()))
         return MultiView(self.view_specs(), self.aug)
@@ -153,7 +149,7 @@ class SSLTask(pl.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Make every checkpoint self-describing (``ssl_cyto.export`` rebuilds the task from it)."""
+        """Make every checkpoint self-describing (``ssl_cyto.training.export`` rebuilds the task from it)."""
         info = checkpoint.setdefault("ssl_cyto", {})
         info.setdefault("task_class", f"{type(self).__module__}.{type(self).__qualname__}")
         info.setdefault("method", self.method)
@@ -175,82 +171,9 @@ class SSLTask(pl.LightningModule):
             object.__setattr__(self, "_compiled_backbone", torch.compile(self.backbone))
 
     # ---- optimisation -----------------------------------------------------------------------------
-    def param_groups(self) -> list[dict[str, Any]]:
-        """Trainable parameters in two groups: with weight decay (weights) and without (biases, norms)."""
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
-        for p in self.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        return [
-            {"params": decay, "weight_decay": self.hp.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},  # LARS also skips its trust ratio when wd == 0
-        ]
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         h = self.hp
-        groups = self.param_groups()
-        if h.optimizer == "lars":
-            from lightly.utils.lars import LARS
-
-            return LARS(groups, lr=h.lr, momentum=h.momentum)
-        if h.optimizer == "adamw":
-            return torch.optim.AdamW(groups, lr=h.lr)
-        if h.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=h.lr, momentum=h.momentum)
-        raise ValueError(f"optimizer must be 'lars', 'adamw' or 'sgd', got {h.optimizer!r}")
-
-    def total_steps(self) -> int:
-        """Optimiser steps of the whole run (``trainer.estimated_stepping_batches``)."""
-        steps = self.trainer.estimated_stepping_batches
-        return max(1, int(steps)) if math.isfinite(steps) else 10**6
-
-    def time_fraction(self) -> float:
-        """Wall-time fraction of the run in [0, 1] when the trainer has a ``max_time``, else 0."""
-        from pytorch_lightning.callbacks import Timer
-
-        for cb in getattr(self.trainer, "callbacks", None) or []:
-            if isinstance(cb, Timer):
-                elapsed, remaining = cb.time_elapsed("train"), cb.time_remaining("train")
-                if remaining is not None and elapsed + remaining > 0:
-                    return min(1.0, elapsed / (elapsed + remaining))
-        return 0.0
-
-    def run_fraction(self, step: int) -> float:
-        """How far the run is, in [0, 1]: the larger of the step fraction and the wall-time fraction.
-        Schedules (LR, DINO momentum and weight decay) use it, so a time-capped run (``ssl-cyto demo``,
-        ``trainer.max_time``) still completes its decay before the time is up."""
-        return max(min(1.0, step / self.total_steps()), self.time_fraction())
-
-    def steps_per_epoch(self) -> float:
-        """Optimiser steps per epoch (from the train loader's length, else total steps / max_epochs)."""
-        t = self.trainer
-        nb = t.num_training_batches
-        if isinstance(nb, int | float) and math.isfinite(nb) and nb > 0:
-            return max(1.0, nb / t.accumulate_grad_batches)
-        return self.total_steps() / max(1, t.max_epochs or 1)
-
-    def peak_lr(self, batch_size: int) -> float:
-        """Base ``lr`` scaled by ``lr_scaling`` with the global batch (see module docstring)."""
-        if self._global_batch is None:
-            t = self.trainer
-            self._global_batch = int(batch_size) * t.world_size * t.accumulate_grad_batches
-        ratio = self._global_batch / 256.0
-        rule = self.hp.lr_scaling
-        return self.hp.lr * (ratio if rule == "linear" else math.sqrt(ratio) if rule == "sqrt" else 1.0)
-
-    def lr_at(self, step: int, batch_size: int) -> float:
-        """Linear warm-up then cosine decay to ``min_lr_ratio * peak``."""
-        h, total, peak = self.hp, self.total_steps(), self.peak_lr(batch_size)
-        if h.warmup_steps is not None:
-            warm = h.warmup_steps
-        else:
-            warm = int(round(h.warmup_epochs * self.steps_per_epoch()))
-        warm = min(warm, total - 1)
-        if step < warm:
-            return peak * (step + 1) / warm
-        progress = max(min(1.0, (step - warm) / max(1, total - warm)), self.time_fraction())
-        return peak * (h.min_lr_ratio + (1 - h.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return build_optimizer(h.optimizer, param_groups(self, h.weight_decay), h.lr, h.momentum)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         lr = self.lr_at(self.trainer.global_step, batch[0].shape[0])

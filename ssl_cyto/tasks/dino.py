@@ -3,7 +3,8 @@ built from lightly parts.
 
 A student (backbone + :class:`lightly.models.modules.heads.DINOProjectionHead`) learns to match a
 teacher's softmax outputs across views; the teacher is an exponential moving average (EMA) of the
-student (``update_momentum``, momentum cosine-scheduled from ``momentum_teacher`` to 1 over training).
+student (:class:`ssl_cyto.tasks.momentum.MomentumTask`: momentum cosine-scheduled from
+``momentum_teacher`` to 1 over training).
 Multi-crop: the teacher sees the 2 global views, the student all views (2 global + N local).
 Collapse is avoided by centring (a moving average of the teacher outputs, synchronised across
 devices: lightly's ``center_mean`` all-reduces under ``torch.distributed``) and sharpening (a low
@@ -18,22 +19,29 @@ DINO evaluates).
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Literal
+from typing import Any
 
 import torch
+from lightly.loss import DINOLoss
+from lightly.models.modules.heads import DINOProjectionHead
+from lightly.models.utils import deactivate_requires_grad
 from torch import nn
 
-from ssl_cyto.tasks.base import SSLTask
+from ssl_cyto.formats.errors import InputError
+from ssl_cyto.models.factory import takes_any_size
+from ssl_cyto.tasks.momentum import MomentumTask
+from ssl_cyto.tasks.schedule import cosine_at
 from ssl_cyto.transforms import ViewSpec
 
 
-class DINO(SSLTask):
+class DINO(MomentumTask):
     """DINO LightningModule.
 
     Args:
         n_local_crops: number of local views per sample (0 disables multi-crop).
-        local_size: side of the local views (default ``input_size * 3 // 7``, i.e. 96 for 224, at least 16).
+        local_size: side of the local views (default ``input_size * 3 // 7``, i.e. 96 for 224, at least
+            16). A backbone that takes one input size only (timm's BEiT, for one: no
+            ``dynamic_img_size``) gets its local views at ``input_size``.
         local_scale: crop area range of local views.
         head_hidden_dim: hidden width of the DINO head MLP.
         head_bottleneck_dim: bottleneck width before the weight-normalised last layer.
@@ -46,11 +54,15 @@ class DINO(SSLTask):
         warmup_teacher_temp_epochs: linear warm-up length (epochs, may be fractional).
         student_temp: student temperature.
         center_momentum: momentum of the centre's moving average.
-        momentum_teacher: EMA momentum at the start (cosine-scheduled to 1).
+        momentum_teacher: EMA momentum at the start (cosine-scheduled to 1; an argument of
+            :class:`~ssl_cyto.tasks.momentum.MomentumTask`, default 0.996).
         weight_decay_end: weight decay at the end of the cosine weight-decay schedule.
         clip_grad: max global norm of the student gradients (0 disables; the Trainer's
             ``gradient_clip_val`` takes precedence when set).
-        backbone, backbone_kwargs, input_size, ...: see :class:`ssl_cyto.tasks.base.SSLTask`.
+        lr: base learning rate (DINO's default 5e-4 per 256 images).
+        weight_decay: weight decay at the start of the cosine weight-decay schedule.
+        **kwargs: the other shared arguments (``backbone``, ``input_size``, ...): see
+            :class:`ssl_cyto.tasks.base.SSLTask`.
     """
 
     method = "dino"
@@ -71,58 +83,19 @@ class DINO(SSLTask):
         warmup_teacher_temp_epochs: float = 10.0,
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
-        momentum_teacher: float = 0.996,
         weight_decay_end: float = 0.4,
         clip_grad: float = 3.0,
-        backbone: str = "resnet18",
-        backbone_kwargs: dict[str, Any] | None = None,
-        input_size: int = 96,
-        checkpoint_path: str | None = None,
-        optimizer: Literal["lars", "adamw", "sgd"] = "adamw",
         lr: float = 5e-4,
-        lr_scaling: Literal["linear", "sqrt", "none"] = "linear",
         weight_decay: float = 0.04,
-        warmup_epochs: float = 1.0,
-        warmup_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            backbone_kwargs=backbone_kwargs,
-            input_size=input_size,
-            checkpoint_path=checkpoint_path,
-            optimizer=optimizer,
-            lr=lr,
-            lr_scaling=lr_scaling,
-            weight_decay=weight_decay,
-            warmup_epochs=warmup_epochs,
-            warmup_steps=warmup_steps,
-            **kwargs,
-        )
-        from lightly.loss import DINOLoss
-        from lightly.models.modules.heads import DINOProjectionHead
-        from lightly.models.utils import deactivate_requires_grad
-
-        self.local_size = int(local_size) if local_size else max(16, self.input_size * 3 // 7)
-
-        def head() -> DINOProjectionHead:
-            return DINOProjectionHead(
-                self.embed_dim,
-                head_hidden_dim,
-                head_bottleneck_dim,
-                head_output_dim,
-                batch_norm=head_batch_norm,
-                freeze_last_layer=freeze_last_layer,
-                norm_last_layer=norm_last_layer,
-            )
-
-        self.student_head = head()
-        # The teacher starts as an exact copy of the student; the head is built fresh rather than
-        # deep-copied (weight_norm parametrisations do not deep-copy reliably) and loaded.
-        self.teacher_backbone = copy.deepcopy(self.backbone)
-        self.teacher_head = head()
+        super().__init__(lr=lr, weight_decay=weight_decay, **kwargs)
+        self.local_size = self._local_size(local_size)
+        self.student_head = self._head()
+        # The teacher head is built fresh rather than deep-copied (weight_norm parametrisations do not
+        # deep-copy reliably) and loaded with the student's weights.
+        self.teacher_head = self._head()
         self.teacher_head.load_state_dict(self.student_head.state_dict())
-        deactivate_requires_grad(self.teacher_backbone)
         deactivate_requires_grad(self.teacher_head)
         self.criterion = DINOLoss(
             output_dim=head_output_dim,
@@ -132,10 +105,32 @@ class DINO(SSLTask):
             center_momentum=center_momentum,
         )
 
-    @property
-    def student_backbone(self) -> nn.Module:
-        """The student backbone (``self.backbone``)."""
-        return self.backbone
+    def _local_size(self, local_size: int | None) -> int:
+        if not takes_any_size(self.backbone_name, self.backbone):
+            if local_size and int(local_size) != self.input_size:
+                raise InputError(
+                    f"backbone {self.backbone_name} takes {self.input_size} px inputs only (timm has no "
+                    f"dynamic_img_size for it), so local_size={local_size} cannot be used: set "
+                    "model.init_args.local_size to null or to input_size"
+                )
+            return self.input_size
+        return int(local_size) if local_size else max(16, self.input_size * 3 // 7)
+
+    def _head(self) -> DINOProjectionHead:
+        h = self.hp
+        return DINOProjectionHead(
+            self.embed_dim,
+            h.head_hidden_dim,
+            h.head_bottleneck_dim,
+            h.head_output_dim,
+            batch_norm=h.head_batch_norm,
+            freeze_last_layer=h.freeze_last_layer,
+            norm_last_layer=h.norm_last_layer,
+        )
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """Backbone and head, student -> teacher."""
+        return [*super().momentum_pairs(), (self.student_head, self.teacher_head)]
 
     def export_backbone(self) -> nn.Module:
         """The teacher backbone: the EMA network DINO evaluates."""
@@ -159,27 +154,9 @@ class DINO(SSLTask):
         f = min(1.0, self._progress_epochs() / h.warmup_teacher_temp_epochs)
         return float(h.warmup_teacher_temp + f * (h.teacher_temp - h.warmup_teacher_temp))
 
-    def teacher_momentum(self) -> float:
-        """EMA momentum: cosine from ``momentum_teacher`` to 1 over the run."""
-        from lightly.utils.scheduler import cosine_schedule
-
-        return float(
-            cosine_schedule(
-                self._schedule_step(self.trainer.global_step), 10**6, self.hp.momentum_teacher, 1.0
-            )
-        )
-
     def weight_decay_at(self, step: int) -> float:
         """Cosine weight-decay schedule from ``weight_decay`` to ``weight_decay_end``."""
-        from lightly.utils.scheduler import cosine_schedule
-
-        return float(
-            cosine_schedule(self._schedule_step(step), 10**6, self.hp.weight_decay, self.hp.weight_decay_end)
-        )
-
-    def _schedule_step(self, step: int) -> int:
-        """``step`` mapped onto a 10**6-step grid by :meth:`run_fraction` (steps or wall time)."""
-        return int(round(self.run_fraction(step) * 10**6))
+        return cosine_at(self.run_fraction(step), self.hp.weight_decay, self.hp.weight_decay_end)
 
     # ---- training ---------------------------------------------------------------------------------
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -225,13 +202,3 @@ class DINO(SSLTask):
             self.clip_gradients(
                 optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm
             )
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """Step the student, then move the teacher: ``teacher = m * teacher + (1 - m) * student``."""
-        from lightly.models.utils import update_momentum
-
-        m = self.teacher_momentum()
-        super().optimizer_step(*args, **kwargs)
-        update_momentum(self.backbone, self.teacher_backbone, m=m)
-        update_momentum(self.student_head, self.teacher_head, m=m)
-        self.log("train/teacher_momentum", m, on_step=True, on_epoch=False)

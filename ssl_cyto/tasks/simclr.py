@@ -13,9 +13,11 @@ forwards each view batch would get its own statistics.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules.heads import SimCLRProjectionHead
 
 from ssl_cyto.tasks.base import SSLTask
 from ssl_cyto.transforms import ViewSpec
@@ -36,8 +38,10 @@ class SimCLR(SSLTask):
     trust ratio moves each layer by about ``lr * 0.001`` of its norm per step, so at batch 128 a
     short run barely changes the weights (measured on the PBC subset, ResNet-18 at 64 px: LARS
     left kNN-20 at the random-init value, AdamW raised it; see docs/methods.md).
-        backbone, backbone_kwargs, input_size, checkpoint_path, optimizer, lr, lr_scaling,
-            weight_decay, warmup_epochs, ...: see :class:`ssl_cyto.tasks.base.SSLTask`.
+
+    The shared arguments (``backbone``, ``backbone_kwargs``, ``input_size``, ``optimizer``, ``lr``,
+    ``weight_decay``, ``warmup_epochs``, ...) are those of :class:`ssl_cyto.tasks.base.SSLTask`,
+    with its defaults.
     """
 
     method = "simclr"
@@ -49,34 +53,9 @@ class SimCLR(SSLTask):
         projection_dim: int = 128,
         projection_layers: int = 2,
         concat_views: bool = True,
-        backbone: str = "resnet18",
-        backbone_kwargs: dict[str, Any] | None = None,
-        input_size: int = 96,
-        checkpoint_path: str | None = None,
-        optimizer: Literal["lars", "adamw", "sgd"] = "adamw",
-        lr: float = 2e-3,
-        lr_scaling: Literal["linear", "sqrt", "none"] = "linear",
-        weight_decay: float = 0.05,
-        warmup_epochs: float = 1.0,
-        warmup_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            backbone_kwargs=backbone_kwargs,
-            input_size=input_size,
-            checkpoint_path=checkpoint_path,
-            optimizer=optimizer,
-            lr=lr,
-            lr_scaling=lr_scaling,
-            weight_decay=weight_decay,
-            warmup_epochs=warmup_epochs,
-            warmup_steps=warmup_steps,
-            **kwargs,
-        )
-        from lightly.loss import NTXentLoss
-        from lightly.models.modules.heads import SimCLRProjectionHead
-
+        super().__init__(**kwargs)
         self.projection_head = SimCLRProjectionHead(
             self.embed_dim, projection_hidden_dim, projection_dim, num_layers=projection_layers
         )

@@ -1,0 +1,266 @@
+"""Load test of ``ssl-cyto serve`` on the loopback address, beside the same query through the CLI.
+
+Index: 190,000 synthetic vectors with a real model. A seeded random-weight ``tiny_cnn`` embeds a
+few generated AML-LMU cells (:func:`ssl_cyto.data.synth.synthesize`, :func:`ssl_cyto.embedding.runner.embed`);
+their vectors are tiled to ``--n`` rows with Gaussian noise (norm ``--noise`` x the median
+nearest-neighbour distance) and written as one embedding folder with the model's backbone, so
+uploads are embedded by the very model whose sha256 the index records. Two indexes over it: ``flat``
+(exact) and ``hnsw`` (the defaults of ``ssl_cyto.retrieval``).
+
+For each index the server runs as ``python -m ssl_cyto serve --threads T`` in its own process; an
+asyncio/httpx client sends a bounded number of requests (``--requests`` per setting, at most
+``--seconds``) at concurrency 1, 8 and 32, for cell-id queries (``GET /neighbours?k=10`` of random
+cells) and image uploads (``POST /api/query?k=10`` of a 400x400 RGBA TIFF), and records requests/s,
+p50/p95/p99 latency and errors. The CLI column is ``python -m ssl_cyto query --index ... --json``
+for the same query (a fresh process: import, load index and model, answer), median of 3 runs.
+
+The client and the server share the machine's cores, so the figures are a lower bound for a
+dedicated server. Run (writes ``results/benchmarks/serve.json`` and ``serve.md``)::
+
+    .venv/bin/python benchmarks/serve.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import json
+import os
+import random
+import shlex
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from ssl_cyto.data.synth import synthesize
+from ssl_cyto.embedding.runner import embed
+from ssl_cyto.formats.embeddings import read_embedding_folder, write_embedding_folder
+from ssl_cyto.formats.provenance import hardware_summary
+from ssl_cyto.retrieval.index_io import build_index
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "benchmarks"
+
+
+def log(msg: str) -> None:
+    print(f"[serve-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def make_folder(work: Path, n: int, noise: float, seed: int) -> tuple[Path, Path]:
+    """The 190k-row embedding folder (flat index inside, hnsw in ``hnsw/``) and a query image."""
+    cells_dir, small = work / "cells", work / "emb_small"
+    if not (small / "embeddings.npy").exists():
+        synthesize(cells_dir, layout="aml-lmu", per_class=4, seed=seed)
+        embed("tiny_cnn", cells_dir, small, progress=False, seed=seed)
+    base = read_embedding_folder(small, mmap=False)
+    big = work / f"emb_{n}"
+    if not (big / "index.faiss").exists():
+        rng = np.random.default_rng(seed)
+        real = base.vectors.astype(np.float32)
+        real /= np.linalg.norm(real, axis=1, keepdims=True)
+        d = np.sqrt(np.maximum(2 - 2 * real @ real.T, 0)) + np.eye(len(real)) * 9
+        scale = noise * float(np.median(d.min(axis=1))) / np.sqrt(real.shape[1])
+        rows = np.arange(n) % len(real)
+        vectors = real[rows] + rng.normal(0, scale, size=(n, real.shape[1])).astype(np.float32)
+        cells = base.cells.iloc[rows].reset_index(drop=True).copy()
+        cells["cell_id"] = [f"{c}~{i:06d}" for i, c in enumerate(cells["cell_id"])]
+        embed_meta = dict(base.embed, synthetic=f"{len(real)} real tiny_cnn vectors tiled to {n} with noise")
+        write_embedding_folder(big, vectors, cells, base.model, embed_meta)
+        shutil.copytree(small / "backbone", big / "backbone", dirs_exist_ok=True)
+        log(f"building flat and hnsw indexes over {n} vectors")
+        build_index(big, "flat", progress=False)
+        build_index(big, "hnsw", out=big / "hnsw" / "index.faiss", progress=False)
+    image = Path(base.cells["root"].iloc[0]) / base.cells["path"].iloc[0]
+    return big, image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(index: Path, threads: int) -> tuple[subprocess.Popen, str, float]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "ssl_cyto", "serve", "--index", str(index), "--port", str(port), "--threads", str(threads)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with status {proc.returncode}: {shlex.join(cmd)}")
+        try:
+            if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                return proc, url, time.perf_counter() - t0
+        except httpx.HTTPError:
+            time.sleep(0.2)
+
+
+async def load(url: str, kind: str, concurrency: int, total: int, seconds: float, ids: list[str], image: bytes) -> dict:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    sent = 0
+    rng = random.Random(concurrency)
+    deadline = time.perf_counter() + seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal sent
+        while sent < total and time.perf_counter() < deadline:
+            sent += 1
+            t0 = time.perf_counter()
+            try:
+                if kind == "cell":
+                    r = await client.get(f"/api/cells/{quote(rng.choice(ids), safe='')}/neighbours?k=10")
+                else:
+                    r = await client.post("/api/query?k=10", files={"image": ("cell.tiff", image)})
+                ok = r.status_code == 200 and len(r.json()["neighbours"]) == 10
+                key = "ok" if ok else f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                key = type(exc).__name__
+            if key == "ok":
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors[key] = errors.get(key, 0) + 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    ms = np.asarray(latencies) * 1000
+    pct = (lambda q: round(float(np.percentile(ms, q)), 1)) if len(ms) else (lambda q: None)
+    return {
+        "query": kind,
+        "concurrency": concurrency,
+        "requests": len(latencies) + sum(errors.values()),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "req_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+    }
+
+
+def cli_query(index: Path, args: list[str], runs: int, threads: int) -> dict:
+    cmd = [sys.executable, "-m", "ssl_cyto", "query", "--index", str(index), "-k", "10", "--json", *args]
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        times.append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            raise SystemExit(f"{shlex.join(cmd)} failed: {r.stderr.strip()[-500:]}")
+    return {"seconds_median": round(statistics.median(times), 2), "runs": runs, "command": shlex.join(cmd[1:])}
+
+
+def render(result: dict) -> str:
+    lines = [
+        "```", result["command"], "```", "",
+        f"- **Data:** {result['data']}",
+        f"- **Hardware:** {result['hardware']}",
+        f"- **Date:** {result['date']}", "",
+        "# `ssl-cyto serve` under load", "",
+        "## Method", "", result["method"], "",
+    ]
+    for kind in result["indexes"]:
+        block = result["indexes"][kind]
+        lines += [f"## {kind} index ({block['params']}), {result['n']:,} vectors", "",
+                  f"Server start-up (process start to first answer of /api/health): {block['startup_s']:.1f} s.", "",
+                  "| query | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in block["load"]:
+            lines.append(f"| {r['query']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['req_per_s']} | "
+                         f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |")
+        cli = block["cli"]
+        lines += ["", "Same query through the CLI (new process each time, median of "
+                  f"{cli['cell']['runs']} runs): cell id {cli['cell']['seconds_median']} s, "
+                  f"image {cli['image']['seconds_median']} s.", ""]
+    lines += ["## Reading", "", result["reading"], ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=190_000)
+    parser.add_argument("--noise", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=2, help="server --threads")
+    parser.add_argument("--requests", type=int, default=400, help="requests per setting (bound)")
+    parser.add_argument("--seconds", type=float, default=25, help="time per setting (bound)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--cli-runs", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=ROOT / "cache" / "serve_bench")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()[0]
+    big, image_path = make_folder(args.work, args.n, args.noise, seed=0)
+    image = image_path.read_bytes()
+    ids = pd.read_parquet(big / "cells.parquet", columns=["cell_id"])["cell_id"].sample(2000, random_state=0).tolist()
+    indexes: dict[str, Any] = {}
+    for kind, index in (("flat", big), ("hnsw", big / "hnsw" / "index.faiss")):
+        meta = json.loads(index.with_suffix(".json").read_text() if index.suffix else (index / "index.json").read_text())
+        log(f"{kind}: starting the server")
+        proc, url, startup = start_server(index, args.threads)
+        rows = []
+        try:
+            for query in ("cell", "image"):
+                for c in args.concurrency:
+                    log(f"{kind}: {query} x concurrency {c}")
+                    rows.append(asyncio.run(load(url, query, c, args.requests, args.seconds, ids, image)))
+                    log(f"  -> {rows[-1]}")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        log(f"{kind}: CLI")
+        cli = {"cell": cli_query(index, ["--cell-id", ids[0]], args.cli_runs, args.threads),
+               "image": cli_query(index, [str(image_path)], args.cli_runs, args.threads)}
+        indexes[kind] = {"params": ", ".join(f"{k}={v}" for k, v in meta.get("params", {}).items()) or "exact",
+                         "startup_s": round(startup, 1), "load": rows, "cli": cli}
+    load_end = os.getloadavg()[0]
+    result = {
+        "command": shlex.join(["python", "benchmarks/serve.py", *sys.argv[1:]]),
+        "n": args.n,
+        "data": f"{args.n:,} synthetic 256-d vectors: the seeded random-weight tiny_cnn embeddings of 60 generated "
+                f"AML-LMU cells, tiled with Gaussian noise (x{args.noise} median NN distance); uploads are embedded "
+                "by that tiny_cnn (96 px input)",
+        "hardware": hardware_summary(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "method": (
+            f"Server: `ssl-cyto serve --threads {args.threads}` (uvicorn, one process) on 127.0.0.1; client: httpx "
+            f"AsyncClient in another process on the same machine, `concurrency` requests in flight, at most "
+            f"{args.requests} requests or {args.seconds:.0f} s per row. `cell`: GET "
+            "/api/cells/{id}/neighbours?k=10 of random indexed cells; `image`: POST /api/query?k=10 uploading a "
+            f"{len(image):,}-byte 400x400 RGBA TIFF (decode, embed, search). Latency is per request, "
+            "client-side. An error is any answer but 200 with 10 neighbours. The machine has 2 CPU cores shared "
+            "by client, server and other work (1-minute load average "
+            f"{load_start:.1f} at the start, {load_end:.1f} at the end), so the figures are pessimistic."
+        ),
+        "reading": (
+            "The server answers concurrent requests without errors; at concurrency 8 and 32 requests queue "
+            "(at most `--threads` compute at once), so throughput stays about flat while latency grows with the "
+            "queue. The CLI pays process start, imports and loading the index and model on every query; the "
+            "server pays it once."
+        ),
+        "indexes": indexes,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (args.out / "serve.md").write_text(render(result), encoding="utf-8")
+    log(f"wrote {args.out / 'serve.json'} and serve.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

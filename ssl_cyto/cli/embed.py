@@ -1,0 +1,93 @@
+"""``ssl-cyto embed``: embed every cell of shards or a folder with a backbone (:func:`ssl_cyto.embedding.embed`)."""
+
+from __future__ import annotations
+
+import argparse
+
+import sys
+
+from ssl_cyto.cli.checks import add_allow_missing, check_output_dir, note, report_missing
+
+RESUME_HINT = "rerun the same command to resume the embedding"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ssl-cyto embed``."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="backbone folder, its model.json, a .ckpt, or a timm/tiny_cnn name (seeded random weights, "
+        "or --weights FILE); names with a pretrained tag (resnet18.a1_in1k) are refused: nothing is downloaded",
+    )
+    parser.add_argument(
+        "--weights", metavar="FILE", help="local weights file (state_dict) for a --model given by name"
+    )
+    parser.add_argument(
+        "--data", required=True, help="shard folder/pattern, catalog.parquet, image folder or synth:<layout>"
+    )
+    parser.add_argument("--out", required=True, help="embedding folder to write (EMB_DIR)")
+    parser.add_argument("--batch-size", type=int, default=64, help="cells per forward pass (default 64)")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading workers (default 0)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--limit", type=int, help="embed only the first N cells (loader order)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of random weights for a model name (default 0)"
+    )
+    parser.add_argument("--input-size", type=int, help="input size for a model given by name")
+    parser.add_argument(
+        "--chunk-batches", type=int, default=50, help="batches per resumable partial chunk (default 50)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace outputs/partial results of another model or data"
+    )
+    add_allow_missing(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the output, embed, then print the summary: N of M cells, what was not embedded and why."""
+    from ssl_cyto.models.registry import WEIGHTLESS_BACKBONES, pretrained_refusal, pretrained_tag, random_weights_note
+
+    check_output_dir(args.out)
+    from ssl_cyto.embedding import embed
+    from ssl_cyto.embedding.model_spec import is_model_name
+    from ssl_cyto.formats.embeddings import read_embed_json
+    from ssl_cyto.formats.errors import InputError
+
+    if is_model_name(args.model):
+        if pretrained_tag(args.model) is not None:
+            raise InputError(pretrained_refusal(args.model))
+        if args.weights is None and args.model not in WEIGHTLESS_BACKBONES:
+            note(random_weights_note(args.model, args.seed))
+    out = embed(
+        args.model,
+        args.data,
+        args.out,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        limit=args.limit,
+        seed=args.seed,
+        input_size=args.input_size,
+        chunk_batches=args.chunk_batches,
+        overwrite=args.overwrite,
+        weights=args.weights,
+    )
+    info = read_embed_json(out)
+    c = info["counts"]
+    of = f" of {c['expected']}" if c.get("expected") is not None else ""
+    random = " (random weights)" if info["model"].get("random_init") else ""
+    print(
+        f"wrote {out}: {c['cells']}{of} cells x {c['dim']} dims{random} ({c['embedded_this_run']} embedded "
+        f"now, {c['resumed_from_chunks']} resumed) in {info['timing']['seconds']:.1f} s"
+    )
+    if c.get("odd_size"):
+        first = info.get("odd_size", [{}])[0]
+        print(
+            f"warning: {c['odd_size']} image(s) with a side under 16 px or over 4096 px were embedded "
+            f"(probably not single cells; listed in {out}/embed.json under \"odd_size\"), e.g. "
+            f"{first.get('cell_id')}: {first.get('reason')}",
+            file=sys.stderr,
+        )
+    missing = int(c.get("unreadable_or_missing") or 0)
+    listed = f"{out}/{c['missing_list']}" if c.get("missing_list") else None
+    return report_missing(missing, c.get("expected"), "cells", listed, args.allow_missing, done="embedded")

@@ -1,0 +1,85 @@
+"""``ssl-cyto probe``: linear probe, kNN and retrieval metrics against expert labels.
+
+The library call is :func:`ssl_cyto.evaluation.probing.probe`; this module parses the options and
+prints the report's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ssl_cyto.cli.exit import EXIT_OK
+
+# as ssl_cyto.evaluation.protocol (not imported here: ``--help`` stays light)
+PROTOCOLS = ("holdout20", "cv5")
+FAST_C = 0.1
+
+
+def parse_baseline(text: str) -> tuple[str, str]:
+    """``NAME=EMB_DIR`` of ``--baseline`` -> ``(name, folder)``."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--baseline takes NAME=EMB_DIR, got {text!r}")
+    return name, path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ssl-cyto probe``."""
+    parser.add_argument("emb_dir", metavar="EMB_DIR", help="embedding folder written by `ssl-cyto embed`")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="holdout20",
+        help="holdout20: stratified 80/20 (DinoBloom); cv5: stratified 5-fold (Matek 2021)",
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"fixed C={FAST_C}, 200 bootstrap replicates, no label-efficiency runs",
+    )
+    parser.add_argument(
+        "--baselines",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: embed (or reuse) random-weights and colour-histogram baselines in EMB_DIR/baselines/",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        type=parse_baseline,
+        default=[],
+        metavar="NAME=EMB_DIR",
+        help="an extra (or overriding: random=..., colour=...) baseline embedding folder of the same cells",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of split, validation part, subsets and bootstrap"
+    )
+    parser.add_argument(
+        "--min-cells",
+        type=int,
+        default=None,
+        help="classes with fewer labelled cells are not scored (default: MIN_CELLS_TO_SCORE)",
+    )
+    parser.add_argument(
+        "--n-boot", type=int, default=None, help="bootstrap replicates (default 1000; --fast 200)"
+    )
+    parser.add_argument("--out", default=None, help="output folder (default EMB_DIR/probe)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ssl-cyto probe``: print the report's path."""
+    from ssl_cyto.evaluation.probing import probe
+
+    result = probe(
+        args.emb_dir,
+        protocol=args.protocol,
+        fast=args.fast,
+        baselines=args.baselines,
+        baseline_dirs=dict(args.baseline),
+        seed=args.seed,
+        out=args.out,
+        min_cells=args.min_cells,
+        n_boot=args.n_boot,
+    )
+    print(result["report"])
+    return EXIT_OK

@@ -1,0 +1,30 @@
+"""``ssl-cyto umap``: 2-D UMAP maps of an embedding folder coloured by class and by source.
+
+The library call is :func:`ssl_cyto.evaluation.umap_map.umap_map`; this module parses the options and
+prints the report's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ssl_cyto.cli.exit import EXIT_OK
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ssl-cyto umap``."""
+    parser.add_argument("emb_dir", metavar="EMB_DIR", help="embedding folder written by `ssl-cyto embed`")
+    parser.add_argument(
+        "--max-points", type=int, default=20000, help="stratified subsample size (default 20000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample and of UMAP")
+    parser.add_argument("--out", default=None, help="output folder (default EMB_DIR/umap)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ssl-cyto umap``: print the report's path."""
+    from ssl_cyto.evaluation.umap_map import umap_map
+
+    result = umap_map(args.emb_dir, max_points=args.max_points, seed=args.seed, out=args.out)
+    print(result["report"])
+    return EXIT_OK

@@ -1,0 +1,287 @@
+"""Near-duplicate cells of an embedding folder: proposed by the FAISS index, confirmed on the images.
+
+Public cell datasets are assembled from overlapping smears and re-published in each other's
+collections; a probe whose test cells have copies among its training cells scores memory, not
+representation. :func:`find_near_duplicates` (``ssl-cyto dedup``):
+
+1. **Candidates**: each cell's ``candidates`` nearest cells by cosine similarity of the embeddings,
+   through the folder's FAISS index (:func:`ssl_cyto.retrieval.index_io.load_index`; an exact
+   in-memory index when ``index.faiss`` has not been built). The embedding only proposes: no
+   similarity threshold, since its scale depends on the model.
+2. **Confirmation**: a pair is a near-duplicate when the perceptual hashes of the two images
+   (:mod:`ssl_cyto.evaluation.image_hash`, orientation- and crop-aware) differ in at most
+   ``threshold`` of 256 bits (default :data:`DEFAULT_THRESHOLD`, chosen on a generated set of seed 0
+   with planted re-encoded, flipped and cropped copies and checked on seed 1:
+   ``tests/evaluation/test_dedup.py``).
+3. Each pair is labelled ``within source`` or ``across sources`` and, when ``EMB_DIR/split.parquet``
+   exists (written by ``ssl-cyto probe``), with both cells' side of each saved split; a pair with
+   one cell in ``train`` and one in ``test`` leaks.
+
+:func:`test_train_duplicates` is the same check restricted to test cells against training cells,
+used by ``ssl-cyto probe`` to warn.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ssl_cyto.data.images import ImageDecodeError, open_rgb
+from ssl_cyto.evaluation.image_hash import ImageHash, hash_distance, image_hash
+from ssl_cyto.evaluation.protocol import SPLIT_FILE
+from ssl_cyto.formats.embeddings import INDEX_FILE, read_embedding_folder
+from ssl_cyto.formats.errors import InputError, SslCytoError
+from ssl_cyto.retrieval.faiss_index import make_index, normalize
+from ssl_cyto.retrieval.index_io import load_index, search
+
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "DEFAULT_THRESHOLD",
+    "PAIR_COLUMNS",
+    "DedupError",
+    "DedupResult",
+    "find_near_duplicates",
+    "hash_cells",
+    "test_train_duplicates",
+]
+
+DEFAULT_THRESHOLD = 40
+"""Largest Hamming distance (of 256 bits) between two images' hashes for a near-duplicate pair."""
+DEFAULT_CANDIDATES = 10
+"""Nearest cells (by embedding) checked on the images for each cell."""
+PAIR_COLUMNS = (
+    "cell_id_a",
+    "cell_id_b",
+    "source_a",
+    "source_b",
+    "label_a",
+    "label_b",
+    "scope",
+    "cosine",
+    "hash_distance",
+)
+"""Columns of ``pairs.csv`` (then one ``<split>_a``/``<split>_b`` pair and ``<split>_leak`` per saved split)."""
+
+
+class DedupError(InputError):
+    """Bad input to ``ssl-cyto dedup`` (no embedding folder, images that cannot be found)."""
+
+
+@dataclass
+class DedupResult:
+    """What :func:`find_near_duplicates` found."""
+
+    pairs: pd.DataFrame
+    n_cells: int
+    n_candidates: int
+    n_hashed: int
+    unreadable: list[str] = field(default_factory=list)
+    leaks: dict[str, int] = field(default_factory=dict)  # split column -> train/test pairs
+    seconds: float = 0.0
+
+
+def _paths(cells: pd.DataFrame) -> list[Path]:
+    return [Path(str(r)) / str(p) for r, p in zip(cells["root"], cells["path"], strict=True)]
+
+
+def images_available(cells: pd.DataFrame) -> bool:
+    """Whether the first cell's image is on disk at ``root / path`` (the images the cells came from)."""
+    if cells.empty or "root" not in cells.columns or "path" not in cells.columns:
+        return False
+    return _paths(cells.iloc[:1])[0].is_file()
+
+
+def hash_cells(
+    cells: pd.DataFrame, rows: Sequence[int], progress: str | None = None
+) -> tuple[dict[int, ImageHash | None], list[str]]:
+    """The :class:`ImageHash` of the images of ``rows`` of ``cells``: ``(row -> hash or None, unreadable)``."""
+    paths = _paths(cells)
+    out: dict[int, ImageHash | None] = {}
+    bad: list[str] = []
+    t0 = time.time()
+    rows = sorted(set(int(r) for r in rows))
+    for n, r in enumerate(rows):
+        try:
+            out[r] = image_hash(open_rgb(paths[r]))
+        except (ImageDecodeError, OSError) as exc:
+            out[r] = None
+            bad.append(f"{paths[r]}: {exc}")
+        if progress and (n + 1) % 2000 == 0:
+            print(f"{progress}: hashed {n + 1} of {len(rows)} images ({time.time() - t0:.0f} s)", file=sys.stderr)
+    return out, bad
+
+
+def _candidates(index: Any, x: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs (M, 2) of query row, database row; cosine) of the ``k`` nearest database rows per query."""
+    sims, ids = search(index, x, k + (1 if exclude_self else 0))
+    q = np.repeat(np.arange(len(x)), ids.shape[1])
+    d = ids.ravel()
+    s = sims.ravel()
+    keep = d >= 0
+    if exclude_self:
+        keep &= d != q
+    return np.stack([q[keep], d[keep]], axis=1), s[keep]
+
+
+def _confirm(
+    pairs: np.ndarray, sims: np.ndarray, hashes: dict[int, ImageHash | None], threshold: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dist = np.full(len(pairs), -1, dtype=np.int64)
+    for n, (i, j) in enumerate(pairs):
+        a, b = hashes.get(int(i)), hashes.get(int(j))
+        if a is not None and b is not None:
+            dist[n] = hash_distance(a, b)
+    ok = (dist >= 0) & (dist <= threshold)
+    return pairs[ok], sims[ok], dist[ok]
+
+
+def _pairs_frame(cells: pd.DataFrame, pairs: np.ndarray, sims: np.ndarray, dist: np.ndarray) -> pd.DataFrame:
+    a, b = cells.iloc[pairs[:, 0]], cells.iloc[pairs[:, 1]]
+    src_a, src_b = a["source"].astype(str).to_numpy(), b["source"].astype(str).to_numpy()
+    frame = pd.DataFrame(
+        {
+            "cell_id_a": a["cell_id"].to_numpy(),
+            "cell_id_b": b["cell_id"].to_numpy(),
+            "source_a": src_a,
+            "source_b": src_b,
+            "label_a": a["label"].to_numpy(),
+            "label_b": b["label"].to_numpy(),
+            "scope": np.where(src_a == src_b, "within source", "across sources"),
+            "cosine": np.round(sims.astype(float), 4),
+            "hash_distance": dist,
+        },
+        columns=list(PAIR_COLUMNS),
+    )
+    return frame.sort_values(["hash_distance", "cell_id_a", "cell_id_b"], kind="stable").reset_index(drop=True)
+
+
+def _add_splits(frame: pd.DataFrame, split_path: Path) -> dict[str, int]:
+    """Per saved split column: each cell's side and whether the pair straddles train and test."""
+    if not split_path.is_file():
+        return {}
+    saved = pd.read_parquet(split_path)
+    leaks: dict[str, int] = {}
+    for col in ("split", "fold", "dinobloom"):
+        if col not in saved.columns:
+            continue
+        side = saved.set_index("cell_id")[col]
+        sa, sb = frame["cell_id_a"].map(side), frame["cell_id_b"].map(side)
+        frame[f"{col}_a"], frame[f"{col}_b"] = sa, sb
+        if col == "fold":  # cross-validation: every pair across two folds is train/test in some fold
+            leak = sa.notna() & sb.notna() & (sa != sb)
+        else:
+            leak = ((sa == "train") & (sb == "test")) | ((sa == "test") & (sb == "train"))
+        frame[f"{col}_leak"] = leak
+        leaks[col] = int(leak.sum())
+    return leaks
+
+
+def find_near_duplicates(
+    emb_dir: str | Path,
+    threshold: int = DEFAULT_THRESHOLD,
+    candidates: int = DEFAULT_CANDIDATES,
+    progress: bool = True,
+) -> DedupResult:
+    """Near-duplicate pairs of the cells of an embedding folder (see the module docstring).
+
+    Args:
+        emb_dir: an embedding folder (``ssl-cyto embed``); its cells' images must be at ``root / path``.
+        threshold: largest hash distance (of 256 bits) of a near-duplicate pair.
+        candidates: nearest cells by embedding checked on the images per cell.
+        progress: a line per stage on stderr.
+
+    Returns:
+        :class:`DedupResult`; ``pairs`` has :data:`PAIR_COLUMNS` (each unordered pair once).
+
+    Raises:
+        DedupError: an unreadable folder, bad options, or images that are not on disk.
+    """
+    t0 = time.time()
+    if not 0 <= threshold <= 256:
+        raise DedupError(f"--threshold must be between 0 and 256 bits, got {threshold}")
+    if candidates < 1:
+        raise DedupError(f"--candidates must be >= 1, got {candidates}")
+    try:
+        folder = read_embedding_folder(emb_dir)
+    except SslCytoError as exc:
+        raise DedupError(str(exc)) from exc
+    cells = folder.cells.reset_index(drop=True)
+    if len(cells) < 2:
+        raise DedupError(f"{emb_dir}: {len(cells)} cell(s); near-duplicates need at least 2")
+    if not images_available(cells):
+        first = _paths(cells.iloc[:1])[0]
+        raise DedupError(
+            f"{first}: image not found; dedup compares the images at root / path of "
+            f"{folder.path / 'cells.parquet'}: run it where the embedded images are"
+        )
+    x = normalize(np.asarray(folder.vectors, dtype=np.float32))
+    if (folder.path / INDEX_FILE).is_file():
+        index, _ = load_index(folder.path)
+        how = f"the FAISS index {folder.path / INDEX_FILE}"
+    else:
+        index, _ = make_index(x, "flat", progress=False, normalized=True)
+        how = "an exact in-memory FAISS index (no index.faiss: `ssl-cyto index build` makes one)"
+    pairs, sims = _candidates(index, x, candidates, exclude_self=True)
+    lo, hi = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
+    uniq, first = np.unique(lo * len(cells) + hi, return_index=True)
+    pairs, sims = np.stack([lo[first], hi[first]], axis=1), sims[first]
+    if progress:
+        print(
+            f"dedup: {len(uniq)} candidate pairs ({candidates} nearest per cell) from {how} "
+            f"({time.time() - t0:.1f} s)",
+            file=sys.stderr,
+        )
+    hashes, bad = hash_cells(cells, np.unique(pairs), "dedup" if progress else None)
+    pairs, sims, dist = _confirm(pairs, sims, hashes, threshold)
+    frame = _pairs_frame(cells, pairs, sims, dist)
+    leaks = _add_splits(frame, folder.path / SPLIT_FILE)
+    if progress:
+        print(f"dedup: {len(frame)} near-duplicate pairs confirmed ({time.time() - t0:.1f} s)", file=sys.stderr)
+    return DedupResult(frame, len(cells), len(uniq), len(hashes) - len(bad), bad, leaks, time.time() - t0)
+
+
+def test_train_duplicates(
+    x: np.ndarray,
+    cells: pd.DataFrame,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    threshold: int = DEFAULT_THRESHOLD,
+    candidates: int = 5,
+    hashes: dict[int, ImageHash | None] | None = None,
+) -> dict[str, Any] | None:
+    """Test cells with a near-duplicate among the training cells (``None`` when the images are not on disk).
+
+    Args:
+        x: features of every row of ``cells``.
+        cells: the embedding folder's cells (``root`` / ``path`` locate the images).
+        train_rows, test_rows: row indices of the two sides.
+        threshold: see :func:`find_near_duplicates`.
+        candidates: nearest training cells checked per test cell.
+        hashes: a cache shared between calls (filled here).
+
+    Returns:
+        ``{"n_test", "n_test_with_duplicate", "threshold", "pairs": [(test cell_id, train cell_id, distance)...]}``.
+    """
+    if not len(train_rows) or not len(test_rows) or not images_available(cells):
+        return None
+    index, _ = make_index(normalize(x[train_rows]), "flat", progress=False, normalized=True)
+    pairs, _ = _candidates(index, normalize(x[test_rows]), candidates, exclude_self=False)
+    pairs = np.stack([test_rows[pairs[:, 0]], train_rows[pairs[:, 1]]], axis=1)
+    cache = hashes if hashes is not None else {}
+    todo = [int(r) for r in np.unique(pairs) if int(r) not in cache]
+    cache.update(hash_cells(cells, todo)[0])
+    found, _, dist = _confirm(pairs, np.zeros(len(pairs)), cache, threshold)
+    ids = cells["cell_id"].astype(str).to_numpy()
+    return {
+        "n_test": int(len(test_rows)),
+        "n_test_with_duplicate": int(len(np.unique(found[:, 0]))) if len(found) else 0,
+        "threshold": int(threshold),
+        "pairs": [(ids[i], ids[j], int(d)) for (i, j), d in zip(found, dist, strict=True)],
+    }

@@ -1,0 +1,240 @@
+"""What the service loads once at start-up and shares, read-only, between requests.
+
+One embedding folder (:func:`ssl_cyto.formats.embeddings.read_embedding_folder`, vectors memory-
+mapped), its FAISS index (:func:`ssl_cyto.retrieval.index_io.load_index`), the model the folder was
+embedded with (found as ``ssl-cyto query`` finds it: :func:`ssl_cyto.retrieval.search.resolve_model`,
+loaded by :func:`ssl_cyto.embedding.model_spec.load_model`, refused unless its weights sha256 is
+the one ``index.json`` records), the cells' images (:class:`ssl_cyto.serve.images.ImageStore`) and
+the UMAP coordinates written by ``ssl-cyto umap`` (``EMB_DIR/umap/umap.parquet``) if present.
+
+The model and index are shared by all request threads; torch and FAISS are capped to ``threads``
+OpenMP threads and at most ``threads`` queries compute at once (:attr:`ServeState.compute`), so
+concurrent requests queue instead of oversubscribing the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from ssl_cyto.data.vocabulary import full_name
+from ssl_cyto.embedding.model_spec import load_model
+from ssl_cyto.formats.embeddings import EmbeddingFolder, read_embedding_folder
+from ssl_cyto.formats.errors import SslCytoError
+from ssl_cyto.models.weights import eval_transform_from_meta
+from ssl_cyto.retrieval.index_io import load_index
+from ssl_cyto.retrieval.search import resolve_model
+from ssl_cyto.serve.errors import ServeError
+from ssl_cyto.serve.images import ImageStore, shard_files_of
+
+__all__ = ["UMAP_FILE", "ServeState", "configure_threads", "load_state", "resolve_device"]
+
+UMAP_FILE = Path("umap") / "umap.parquet"
+
+
+def configure_threads(threads: int | None) -> int:
+    """Cap torch and FAISS to ``threads`` threads (default: the cores this process may use)."""
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = max(1, int(threads))
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    return n
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a start-up error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ServeError(f"--device {device}: no CUDA device is visible; use --device cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ServeError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def _column(cells: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in cells.columns:
+        return np.full(len(cells), None, dtype=object)
+    values = cells[name].astype(object).to_numpy()
+    return np.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values], dtype=object)
+
+
+@dataclass
+class ServeState:
+    """The loaded embedding folder, index, model and images (see the module docstring)."""
+
+    emb_dir: Path
+    folder: EmbeddingFolder
+    index: Any
+    index_meta: dict
+    module: torch.nn.Module
+    model_meta: dict
+    model_spec: str
+    transform: Any
+    device: str
+    threads: int
+    images: ImageStore
+    cell_ids: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+    paths: np.ndarray
+    roots: np.ndarray
+    position: dict[str, int]
+    umap: pd.DataFrame | None = None
+    compute: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
+
+    @property
+    def n(self) -> int:
+        """Number of indexed cells."""
+        return len(self.cell_ids)
+
+    def label_name(self, i: int) -> str | None:
+        """The full class name of row ``i`` (``NGS`` -> ``Neutrophil (segmented)``), None if unlabelled."""
+        label = self.labels[i]
+        return None if label is None else full_name(str(self.sources[i]), str(label))
+
+    def embed(self, img: Image.Image) -> np.ndarray:
+        """Embed one RGB image with the index's model, as ``ssl-cyto query`` does: ``(1, D)`` float32."""
+        x = self.transform(img).unsqueeze(0).to(self.device)
+        with torch.no_grad():
+            return self.module(x).float().cpu().numpy().astype(np.float32)
+
+    def vector_of(self, row: int) -> np.ndarray:
+        """The stored vector of an indexed cell, ``(1, D)`` float32."""
+        return np.asarray(self.folder.vectors[row : row + 1], dtype=np.float32)
+
+    def counts(self) -> tuple[list[dict], list[dict]]:
+        """``(classes, sources)``: each label with its full name and count; each source with its count."""
+        frame = pd.DataFrame({"label": self.labels, "source": self.sources})
+        classes = []
+        labelled = frame.dropna(subset=["label"])
+        for label, group in labelled.groupby("label", sort=True):
+            source = str(group["source"].value_counts().index[0])
+            classes.append({"label": str(label), "name": full_name(source, str(label)), "count": len(group)})
+        sources = [{"source": str(s), "count": int(c)} for s, c in frame["source"].value_counts().sort_index().items()]
+        return classes, sources
+
+
+def _row_lookup(
+    position: dict[str, int], sources: np.ndarray, roots: np.ndarray, paths: np.ndarray
+) -> Callable[[str], tuple[str, str, str] | None]:
+    """``cell_id -> (source, root, path)`` over the loaded columns (None for an unknown id)."""
+
+    def lookup(cell_id: str) -> tuple[str, str, str] | None:
+        i = position.get(cell_id)
+        if i is None:
+            return None
+        return str(sources[i]), str(roots[i]), str(paths[i])
+
+    return lookup
+
+
+def _check_weights(model_meta: dict, index_meta: dict, spec: str) -> None:
+    expected = index_meta.get("weights_sha256")
+    got = model_meta.get("weights_sha256")
+    if not expected:
+        raise ServeError(
+            f"{index_meta.get('index_path')}: the index records no model weights sha256; rebuild it with "
+            "`ssl-cyto index build EMB_DIR`"
+        )
+    if got != expected:
+        raise ServeError(
+            f"model {spec} (weights sha256 {str(got)[:12]}...) is not the model of this index "
+            f"(sha256 {str(expected)[:12]}...); re-embed and rebuild the index"
+        )
+
+
+def _emb_dir_of(index_path: Path, index_meta: dict) -> Path:
+    here = index_path.parent
+    if (here / "cells.parquet").is_file():
+        return here
+    recorded = index_meta.get("emb_dir")
+    if recorded and (Path(recorded) / "cells.parquet").is_file():
+        return Path(recorded)
+    raise ServeError(f"{index_path}: no cells.parquet beside it nor in {recorded}; run `ssl-cyto embed` again")
+
+
+def _read_umap(emb_dir: Path, position: dict[str, int]) -> pd.DataFrame | None:
+    path = emb_dir / UMAP_FILE
+    if not path.is_file():
+        return None
+    frame = pd.read_parquet(path, columns=["cell_id", "x", "y"])
+    return frame[frame["cell_id"].isin(position.keys())].reset_index(drop=True)
+
+
+def load_state(index: str | Path, device: str = "auto", threads: int | None = None) -> ServeState:
+    """Load everything the service needs, once (see the module docstring).
+
+    Args:
+        index: an embedding folder with ``index.faiss`` (or the ``.faiss`` file).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for embedding uploads.
+        threads: torch/FAISS threads and concurrent computations (default: the usable cores).
+
+    Raises:
+        ServeError: no folder, no index, a model that is missing or differs from the index's, or an
+            index that does not match ``cells.parquet``.
+    """
+    path = Path(index)
+    if not path.exists():
+        raise ServeError(f"--index {path}: not found; give the embedding folder written by `ssl-cyto embed`")
+    if path.is_dir() and not (path / "index.faiss").is_file():
+        raise ServeError(f"--index {path}: no index.faiss in this folder; build it with `ssl-cyto index build {path}`")
+    n_threads = configure_threads(threads)
+    dev = resolve_device(device)
+    try:
+        faiss_index, index_meta = load_index(path)
+        emb_dir = _emb_dir_of(Path(index_meta["index_path"]), index_meta)
+        folder = read_embedding_folder(emb_dir, mmap=True)
+    except SslCytoError as exc:
+        raise ServeError(f"--index {path}: {exc}") from exc
+    if len(folder.cells) != faiss_index.ntotal or len(folder.vectors) != faiss_index.ntotal:
+        raise ServeError(
+            f"{emb_dir}: cells.parquet has {len(folder.cells)} rows but the index holds {faiss_index.ntotal}; "
+            f"rebuild it with `ssl-cyto index build {emb_dir}`"
+        )
+    try:
+        spec = str(resolve_model(emb_dir, None))
+        module, model_meta, _ = load_model(spec)
+    except SslCytoError as exc:
+        raise ServeError(f"{emb_dir}: cannot load the model these cells were embedded with: {exc}") from exc
+    _check_weights(model_meta, index_meta, spec)
+    module = module.to(dev).eval()
+    cells = folder.cells
+    cell_ids = cells["cell_id"].astype(str).to_numpy(dtype=object)
+    position = {str(c): i for i, c in enumerate(cell_ids)}
+    sources, roots, paths = _column(cells, "source"), _column(cells, "root"), _column(cells, "path")
+    embed_meta = folder.embed
+    roots_meta = embed_meta.get("roots") if isinstance(embed_meta.get("roots"), dict) else None
+    images = ImageStore(_row_lookup(position, sources, roots, paths), shard_files_of(embed_meta, emb_dir), roots_meta)
+    return ServeState(
+        emb_dir=emb_dir,
+        folder=folder,
+        index=faiss_index,
+        index_meta=index_meta,
+        module=module,
+        model_meta=model_meta,
+        model_spec=spec,
+        transform=eval_transform_from_meta(model_meta),
+        device=dev,
+        threads=n_threads,
+        images=images,
+        cell_ids=cell_ids,
+        labels=_column(cells, "label"),
+        sources=sources,
+        paths=paths,
+        roots=roots,
+        position=position,
+        umap=_read_umap(emb_dir, position),
+        compute=threading.BoundedSemaphore(n_threads),
+    )

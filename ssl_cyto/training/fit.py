@@ -1,0 +1,277 @@
+"""``ssl-cyto fit``: pretrain an SSL method with a ``LightningCLI``.
+
+Usage::
+
+    ssl-cyto fit --config configs/smoke_simclr.yaml
+    ssl-cyto fit --config configs/dino_vits16.yaml --trainer.max_steps=1000 --data.batch_size=64
+    ssl-cyto fit --config configs/smoke_simclr.yaml --print_config      # resolved config, no training
+
+The model is any :class:`ssl_cyto.tasks.SSLTask` subclass given by ``model.class_path`` (the methods
+of :mod:`ssl_cyto.tasks.registry`) and the data is :class:`ssl_cyto.data.datamodule.CellDataModule`.
+On top of LightningCLI this entry point adds (all overridable from YAML or the command line):
+
+* ``checkpoint:`` a :class:`~ssl_cyto.training.callbacks.LastCheckpoint` writing
+  ``<trainer.default_root_dir>/checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and
+  at every epoch end. Rerunning the same command resumes automatically from the newest of ``last.ckpt``
+  and Lightning's SLURM ``hpc_ckpt_*.ckpt`` (model, optimiser, schedulers, DINO teacher and centre,
+  global step, callback states); ``--run.resume=false`` starts afresh, ``--ckpt_path=X`` resumes from X.
+* ``knn:`` :class:`~ssl_cyto.training.callbacks.OnlineKNN`, ``guard:``
+  :class:`~ssl_cyto.training.callbacks.CollapseGuard`, ``throughput:``
+  :class:`~ssl_cyto.training.callbacks.Throughput`.
+* ``run.logger``: ``csv`` (default), ``wandb``, ``both`` or ``none`` (or set ``trainer.logger`` to a
+  ``class_path`` yourself); see :mod:`ssl_cyto.training.loggers`.
+* Under SLURM (``SLURM_NTASKS`` set by ``srun``) Lightning selects ``SLURMEnvironment(auto_requeue=True)``
+  itself: on ``SIGUSR1`` (``#SBATCH --signal=SIGUSR1@90``) it writes ``hpc_ckpt_N.ckpt`` into
+  ``default_root_dir`` and calls ``scontrol requeue $SLURM_JOB_ID``; the requeued job resumes from it.
+
+Python: :func:`run_fit` takes the same arguments and returns the path of the final ``last.ckpt``; the
+command line (:mod:`ssl_cyto.cli.fit`) calls it.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import yaml
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+
+from ssl_cyto.data.datamodule import CellDataModule
+from ssl_cyto.formats.errors import InputError
+from ssl_cyto.formats.provenance import git_commit, package_versions
+from ssl_cyto.tasks.base import SSLTask
+from ssl_cyto.training.callbacks import (
+    CollapseGuard,
+    LastCheckpoint,
+    OnlineKNN,
+    RunMetadata,
+    Throughput,
+    TrainingStopped,
+    guards,
+)
+from ssl_cyto.training.loggers import (
+    LOGGER_CHOICES,
+    finish_wandb,
+    make_loggers,
+    wandb_logged_in,
+    wandb_mode,
+    wandb_run_id,
+)
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "LOGGER_CHOICES",
+    "FitError",
+    "SSLCytoCLI",
+    "build_cli",
+    "config_hash",
+    "find_resume_checkpoint",
+    "run_fit",
+    "wandb_logged_in",
+    "wandb_mode",
+    "wandb_run_id",
+]
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class FitError(InputError):
+    """A fit configuration that cannot run (the message names the key and the fix)."""
+
+
+def find_resume_checkpoint(root_dir: str | os.PathLike[str]) -> str | None:
+    """The checkpoint a rerun resumes from: the newest of ``checkpoints/last.ckpt`` and ``hpc_ckpt_*.ckpt``.
+
+    Args:
+        root_dir: the run's ``trainer.default_root_dir``.
+
+    Returns:
+        A path, or ``None`` for a fresh run.
+    """
+    root = Path(root_dir)
+    candidates = [root / CHECKPOINT_DIR / "last.ckpt", *map(Path, glob.glob(str(root / "hpc_ckpt_*.ckpt")))]
+    existing = [p for p in candidates if p.is_file() and p.stat().st_size > 0]
+    if not existing:
+        return None
+    return str(max(existing, key=lambda p: p.stat().st_mtime))
+
+
+def config_hash(config: Any) -> str:
+    """SHA-256 (first 16 hex digits) of a config dumped as sorted JSON."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class LogConfig(SaveConfigCallback):
+    """Writes config.yaml beside the logs (overwriting on resume) and logs the config to every logger."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        cfg = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": cfg})
+
+
+class SSLCytoCLI(LightningCLI):
+    """LightningCLI with ssl_cyto's checkpointing, resume, loggers and monitoring callbacks.
+
+    Args:
+        *args: passed to :class:`~pytorch_lightning.cli.LightningCLI`.
+        extra_callbacks: callbacks appended to the trainer's (Python use: tests, the demo).
+        **kwargs: passed to :class:`~pytorch_lightning.cli.LightningCLI`.
+    """
+
+    def __init__(self, *args: Any, extra_callbacks: Sequence[pl.Callback] = (), **kwargs: Any) -> None:
+        self.extra_callbacks = list(extra_callbacks)
+        self.resumed_from: str | None = None
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument(
+            "--run.logger",
+            type=Literal["csv", "wandb", "both", "none"],
+            default="csv",
+            help="loggers when trainer.logger is not set: csv, wandb, both or none",
+        )
+        parser.add_argument("--run.project", type=str, default="ssl-cyto", help="wandb project")
+        parser.add_argument("--run.entity", type=str | None, default=None, help="wandb entity (team)")
+        parser.add_argument(
+            "--run.name",
+            type=str | None,
+            default=None,
+            help="run name (default: <method>-<root dir name>)",
+        )
+        parser.add_argument(
+            "--run.resume",
+            type=bool,
+            default=True,
+            help="resume from <default_root_dir>/checkpoints/last.ckpt (or a newer hpc_ckpt) when present",
+        )
+        parser.add_lightning_class_args(LastCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(OnlineKNN, "knn")
+        parser.add_lightning_class_args(CollapseGuard, "guard")
+        parser.add_lightning_class_args(Throughput, "throughput")
+
+    # ---- configuration -------------------------------------------------------------------------------
+    def _sub(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self._sub()
+        model_cls = str(cfg.model.class_path)
+        self.method = model_cls.rsplit(".", 1)[-1].lower()
+        if not cfg.trainer.default_root_dir:
+            cfg.trainer.default_root_dir = os.path.join("runs", self.method)
+        self.root_dir = str(cfg.trainer.default_root_dir)
+        dumped = yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False))
+        self.run_meta = {
+            "task_class": model_cls,
+            "method": self.method,
+            "config_hash": config_hash(dumped),
+            "seed": cfg.get("seed_everything"),
+            "git_commit": git_commit(),
+            "package_versions": package_versions(),
+            "config": dumped,
+        }
+        self.trainer_defaults = dict(self.trainer_defaults)
+        self.trainer_defaults["callbacks"] = [RunMetadata(self.run_meta), *self.extra_callbacks]
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        cfg = self._get(self.config_init, "trainer")
+        if cfg.get("logger") in (None, True):
+            run = self._sub().run
+            name = run.name or f"{self.method}-{Path(self.root_dir).resolve().name}"
+            kwargs["logger"] = make_loggers(run.logger, self.root_dir, name, run.project, run.entity)
+        return super().instantiate_trainer(**kwargs)
+
+    # ---- the fit subcommand with automatic resume (Lightning looks `fit` up on the CLI by name) -----
+    def fit(
+        self, model: pl.LightningModule, datamodule: Any = None, ckpt_path: str | None = None, **kw: Any
+    ) -> None:
+        if ckpt_path is None and self._sub().run.resume and not getattr(self.trainer, "fast_dev_run", False):
+            ckpt_path = find_resume_checkpoint(self.root_dir)
+            if ckpt_path and self.trainer.is_global_zero:
+                print(f"ssl-cyto fit: resuming from {ckpt_path}", file=sys.stderr, flush=True)
+        self.resumed_from = ckpt_path
+        try:
+            self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kw)
+        finally:
+            finish_wandb(self.trainer)
+
+
+def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: bool = True) -> SSLCytoCLI:
+    """Parse ``argv`` (without the ``fit`` word) and run (or just instantiate) the ``LightningCLI``.
+
+    Args:
+        argv: e.g. ``["--config", "configs/smoke_simclr.yaml", "--trainer.max_steps=50"]``.
+        callbacks: extra callbacks appended to the trainer (Python use: tests, the demo).
+        run: run the fit subcommand (False: parse and instantiate only).
+
+    Returns:
+        The CLI object (``.trainer``, ``.model``, ``.datamodule``, ``.root_dir``).
+    """
+    # We pass argv explicitly on purpose (ssl-cyto strips the `fit` word); sys.argv is left untouched
+    # because Lightning's DDP launcher re-runs it for the other ranks.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    args = list(argv)
+    if run:
+        args = ["fit", *args]
+    return SSLCytoCLI(
+        model_class=SSLTask,
+        datamodule_class=CellDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=False,
+        save_config_callback=LogConfig,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,  # the tasks own their optimiser and per-step LR schedule
+        trainer_defaults={"num_sanity_val_steps": 0},
+        parser_kwargs={"prog": "ssl-cyto"},
+        args=args,
+        run=run,
+        extra_callbacks=callbacks,
+    )
+
+
+def _final_checkpoint(cli: SSLCytoCLI) -> str:
+    trainer = cli.trainer
+    for guard in guards(trainer):
+        if guard.tripped:
+            raise TrainingStopped(guard.reason + f"; last good checkpoint: {find_resume_checkpoint(cli.root_dir)}")
+    if getattr(trainer, "fast_dev_run", False):
+        return ""
+    for cb in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(cb, LastCheckpoint) and cb.last_model_path and os.path.isfile(cb.last_model_path):
+            return str(cb.last_model_path)
+    found = find_resume_checkpoint(cli.root_dir)
+    if found is None:
+        raise FitError(f"training finished but no checkpoint was written under {cli.root_dir}")
+    return found
+
+
+def run_fit(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> str:
+    """Train as ``ssl-cyto fit ARGV`` would; returns the path of the final ``last.ckpt``.
+
+    Rerunning with the same ``trainer.default_root_dir`` resumes. With ``--trainer.fast_dev_run=true`` no
+    checkpoint is written and ``""`` is returned.
+
+    Raises:
+        ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
+        FitError: training finished without writing a checkpoint.
+        SystemExit: a bad configuration (the parser printed the key and the problem).
+    """
+    cli = build_cli(argv, callbacks=callbacks, run=True)
+    return _final_checkpoint(cli)

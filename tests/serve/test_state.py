@@ -1,0 +1,68 @@
+"""Loading once: start-up problems are one clear ServeError; the UMAP is picked up when present."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from ssl_cyto.formats.errors import SslCytoError
+from ssl_cyto.serve.app import create_app
+from ssl_cyto.serve.errors import ServeError
+from ssl_cyto.serve.state import UMAP_FILE, load_state
+
+
+def test_missing_folder_and_missing_index(tmp_path: Path, serve_emb: Path) -> None:
+    with pytest.raises(ServeError, match="not found"):
+        load_state(tmp_path / "nope")
+    copy = tmp_path / "emb"
+    shutil.copytree(serve_emb, copy)
+    (copy / "index.faiss").unlink()
+    with pytest.raises(ServeError, match="ssl-cyto index build"):
+        load_state(copy)
+
+
+def test_missing_model_and_other_weights_are_refused(tmp_path: Path, serve_emb: Path) -> None:
+    copy = tmp_path / "emb"
+    shutil.copytree(serve_emb, copy)
+    meta = json.loads((copy / "index.json").read_text())
+    meta["weights_sha256"] = "0" * 64
+    (copy / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ServeError, match="not the model of this index"):
+        load_state(copy, device="cpu", threads=1)
+    shutil.rmtree(copy / "backbone")
+    with pytest.raises(SslCytoError) as exc:
+        load_state(copy, device="cpu", threads=1)
+    assert "\n" not in str(exc.value)
+
+
+def test_umap_is_served_when_written(tmp_path: Path, serve_emb: Path) -> None:
+    copy = tmp_path / "emb"
+    shutil.copytree(serve_emb, copy)
+    cells = pd.read_parquet(copy / "cells.parquet")
+    (copy / UMAP_FILE).parent.mkdir()
+    rng = np.random.default_rng(0)
+    pd.DataFrame(
+        {"cell_id": cells["cell_id"], "source": cells["source"], "label": cells["label"],
+         "x": rng.normal(size=len(cells)), "y": rng.normal(size=len(cells))}
+    ).to_parquet(copy / UMAP_FILE)
+    state = load_state(copy, device="cpu", threads=1)
+    with TestClient(create_app(state)) as client:
+        body = client.get("/api/umap").json()
+        assert body["available"] is True and body["cell_id"] == cells["cell_id"].tolist()
+        assert len(body["x"]) == len(body["y"]) == len(body["label"]) == len(cells)
+        assert client.get("/api/info").json()["umap"] is True
+
+
+def test_cuda_without_a_gpu_is_a_startup_error(serve_emb: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ServeError, match="--device"):
+        load_state(serve_emb, device="cuda")

@@ -1,0 +1,75 @@
+"""Code rules of docs/architecture.md, checked on the AST of every module of ssl_cyto/.
+
+* no module over 450 lines (one job per file);
+* no class defined inside a function (classes are found, grepped and typed where they live);
+* no assignment into ``globals()`` and none to ``__qualname__`` (no classes published at run time).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ssl_cyto"
+MAX_LINES = 450
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(PACKAGE.parent))
+
+
+def _violations(tree: ast.AST) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ClassDef):
+                    found.append(f"line {inner.lineno}: class {inner.name} defined inside {node.name}()")
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for t in targets:
+            if isinstance(t, ast.Attribute) and t.attr == "__qualname__":
+                found.append(f"line {t.lineno}: assignment to __qualname__")
+            if isinstance(t, ast.Subscript) and _is_globals_call(t.value):
+                found.append(f"line {t.lineno}: assignment into globals()")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("update", "setdefault", "__setitem__") and _is_globals_call(node.func.value):
+                found.append(f"line {node.lineno}: globals().{node.func.attr}(...)")
+    return found
+
+
+def _is_globals_call(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "globals"
+
+
+def test_package_has_modules() -> None:
+    assert len(MODULES) > 20
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_rel)
+def test_module_length(path: Path) -> None:
+    n = len(path.read_text(encoding="utf-8").splitlines())
+    assert n <= MAX_LINES, f"{_rel(path)} has {n} lines (at most {MAX_LINES}: split it by job)"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_rel)
+def test_no_runtime_classes(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    assert _violations(tree) == []
+
+
+def test_rules_catch_the_old_patterns() -> None:
+    bad = ast.parse(
+        "def build():\n"
+        "    class A: pass\n"
+        "    A.__qualname__ = 'A'\n"
+        "    globals()['A'] = A\n"
+        "    globals().update({'B': A})\n"
+    )
+    assert len(_violations(bad)) == 4
