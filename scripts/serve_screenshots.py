@@ -40,7 +40,18 @@ def server(emb: Path, threads: int) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "ssl_cyto", "serve", "--index", str(emb), "--port", str(port), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssl_cyto",
+        "serve",
+        "--index",
+        str(emb),
+        "--port",
+        str(port),
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,9 +72,17 @@ def browser(profile: str, width: int, height: int) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-        "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
     ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -87,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/serve"))
     parser.add_argument("-k", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--size", default="1400x1050", help="window WIDTHxHEIGHT")
+    parser.add_argument("--size", default="1400x1250", help="window WIDTHxHEIGHT")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     image = args.image

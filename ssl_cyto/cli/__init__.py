@@ -38,6 +38,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("serve",): ("ssl_cyto.cli.serve", "similar-cell search as an HTTP API and a web page"),
     ("probe",): ("ssl_cyto.cli.probe", "linear probe, kNN and retrieval metrics against expert labels"),
     ("umap",): ("ssl_cyto.cli.umap", "2-D UMAP maps coloured by class and by source"),
+    ("dedup",): ("ssl_cyto.cli.dedup", "near-duplicate cells: within and across sources and across a probe split"),
     ("demo",): ("ssl_cyto.cli.demo", "the whole pipeline end to end on generated cells or a folder"),
 }
 

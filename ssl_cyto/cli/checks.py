@@ -67,7 +67,9 @@ def check_output_file(path: str | os.PathLike | None, option: str = "--out") -> 
         raise OutputError(f"{option} {target}: is a folder; give a file name such as {target / 'out.png'}")
     if target.exists():
         if not os.access(target, os.W_OK):
-            raise OutputError(f"{option} {target}: cannot overwrite it (not writable); choose another {option}")
+            raise OutputError(
+                f"{option} {target}: cannot overwrite it (not writable); choose another {option}"
+            )
         return
     _probe_dir(_nearest_existing(target.parent.absolute()), target, option)
 

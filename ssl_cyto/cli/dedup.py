@@ -13,7 +13,7 @@ import sys
 from ssl_cyto.cli.exit import EXIT_OK
 
 # as ssl_cyto.evaluation.dedup (not imported here: ``--help`` stays light)
-DEFAULT_THRESHOLD = 40
+DEFAULT_THRESHOLD = 30
 DEFAULT_CANDIDATES = 10
 
 
@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CANDIDATES,
         help=f"nearest cells by embedding checked on the images, per cell (default {DEFAULT_CANDIDATES})",
     )
-    parser.add_argument("--out", default=None, help="output folder for pairs.csv and pairs.png (default EMB_DIR/dedup)")
+    parser.add_argument(
+        "--out", default=None, help="output folder for pairs.csv and pairs.png (default EMB_DIR/dedup)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     for col, n in result.leaks.items():
         print(f"  {n} pairs straddle train and test of the saved split '{col}' (split.parquet)")
     if result.unreadable:
-        print(f"  {len(result.unreadable)} images could not be read, e.g. {result.unreadable[0]}", file=sys.stderr)
+        print(
+            f"  {len(result.unreadable)} images could not be read, e.g. {result.unreadable[0]}",
+            file=sys.stderr,
+        )
     print(written["csv"])
     if written["png"]:
         print(written["png"])

@@ -6,13 +6,17 @@ import argparse
 import shlex
 import sys
 
+from ssl_cyto.cli.checks import check_output_dir
+
 RESUME_HINT = "rerun the same command: finished stages' artefacts are reused where they are resumable"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ssl_cyto.tasks.registry import method_names  # torch-free table
 
-    parser.add_argument("--data", default=None, help="image folder (any source layout); default: generated cells")
+    parser.add_argument(
+        "--data", default=None, help="image folder (any source layout); default: generated cells"
+    )
     parser.add_argument("--method", choices=method_names(), default="simclr", help="method of the registry")
     parser.add_argument("--minutes", type=float, default=10.0, help="cap on the whole demo's wall time")
     parser.add_argument("--out", default="demo_out", help="output folder")
@@ -20,11 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="packing and loading worker processes")
     parser.add_argument(
-        "--min-cells", type=int, default=10, help="classes with fewer labelled cells are not scored by the probe"
+        "--min-cells",
+        type=int,
+        default=10,
+        help="classes with fewer labelled cells are not scored by the probe",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)
     from ssl_cyto.demo.pipeline import run_demo
 
     cmd = "ssl-cyto " + shlex.join(sys.argv[1:]) if sys.argv and "demo" in sys.argv else None

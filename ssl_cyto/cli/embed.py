@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 import sys
 
 from ssl_cyto.cli.checks import add_allow_missing, check_output_dir, note, report_missing
@@ -45,7 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the output, embed, then print the summary: N of M cells, what was not embedded and why."""
-    from ssl_cyto.models.registry import WEIGHTLESS_BACKBONES, pretrained_refusal, pretrained_tag, random_weights_note
+    from ssl_cyto.models.registry import (
+        WEIGHTLESS_BACKBONES,
+        pretrained_refusal,
+        pretrained_tag,
+        random_weights_note,
+    )
 
     check_output_dir(args.out)
     from ssl_cyto.embedding import embed
@@ -75,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     info = read_embed_json(out)
     c = info["counts"]
     of = f" of {c['expected']}" if c.get("expected") is not None else ""
-    random = " (random weights)" if info["model"].get("random_init") else ""
+    arch = info["model"].get("architecture")
+    random = (
+        " (random weights)" if info["model"].get("random_init") and arch not in WEIGHTLESS_BACKBONES else ""
+    )
     print(
         f"wrote {out}: {c['cells']}{of} cells x {c['dim']} dims{random} ({c['embedded_this_run']} embedded "
         f"now, {c['resumed_from_chunks']} resumed) in {info['timing']['seconds']:.1f} s"
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         first = info.get("odd_size", [{}])[0]
         print(
             f"warning: {c['odd_size']} image(s) with a side under 16 px or over 4096 px were embedded "
-            f"(probably not single cells; listed in {out}/embed.json under \"odd_size\"), e.g. "
+            f'(probably not single cells; listed in {out}/embed.json under "odd_size"), e.g. '
             f"{first.get('cell_id')}: {first.get('reason')}",
             file=sys.stderr,
         )

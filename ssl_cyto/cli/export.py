@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ssl_cyto.cli.checks import check_output_dir
 from ssl_cyto.cli.exit import EXIT_OK
 
 
@@ -13,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)
     from ssl_cyto.formats.model_json import read_model_json
     from ssl_cyto.training.export import export_checkpoint
 

@@ -1,31 +1,145 @@
 """``ssl-cyto fit``: pretraining, a LightningCLI that takes its raw arguments.
 
-Its ``--help`` is LightningCLI's (it imports torch). A bad key or value exits 2 naming it (jsonargparse
-prints the message); a run stopped by the collapse / NaN guard exits 1, keeping the last good
-checkpoint; Ctrl-C exits 130, and rerunning the same command resumes from ``last.ckpt``.
+Before LightningCLI parses, three conveniences are applied to the arguments:
+
+* ``--model NAME`` with a method of :data:`ssl_cyto.tasks.registry.METHODS` (``simclr``, ``dino``, any
+  case) becomes that method's class path;
+* ``--config NAME`` that is not a file but a packaged config (``ssl_cyto/configs/NAME.yaml``) becomes
+  its path;
+* ``--help`` is a short static page (methods, packaged configs, key options) that imports neither
+  torch nor Lightning; ``--help-full`` is LightningCLI's whole parser.
+
+A bad key or value exits 2 with one line naming it; a run stopped by the collapse / NaN guard exits 1,
+keeping the last good checkpoint; a preempted run (SIGUSR1 / SIGTERM: one checkpoint, SLURM requeue)
+and Ctrl-C exit 130, and rerunning the same command resumes.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-from ssl_cyto.cli.exit import EXIT_BAD_INPUT, EXIT_OK
+from ssl_cyto.cli.exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
-RESUME_HINT = "rerun the same command to resume from last.ckpt"
+RESUME_HINT = "rerun the same command to resume from its last checkpoint"
 #: Exit status of a run the collapse / NaN guard stopped (the last good checkpoint is kept).
 EXIT_STOPPED = 1
 
+KEY_OPTIONS = """\
+  --config FILE|NAME                a YAML config, or the name of a packaged one (below)
+  --model NAME                      the method (below); its options: --model.init_args.KEY=VALUE
+  --model.init_args.backbone NAME   e.g. tiny_cnn, resnet50, vit_small_patch16_224
+  --data.data PATH                  shards folder, image folder, catalog.parquet or synth:folder
+  --data.batch_size N               per device;  --data.num_workers N  loader processes per device
+  --data.val_size N                 labelled cells for the online kNN monitor (0: none)
+  --trainer.default_root_dir DIR    the run folder (checkpoints, logs); rerun the same command to resume
+  --trainer.max_steps N | --trainer.max_epochs N | --trainer.max_time DD:HH:MM:SS
+  --trainer.devices N --trainer.num_nodes N --trainer.accelerator cpu|gpu --trainer.precision P
+  --checkpoint.every_n_train_steps N   last.ckpt interval
+  --run.logger csv|wandb|both|none  --run.resume true|false   --ckpt_path FILE
+  --preemption.requeue true|false   scontrol requeue on SIGUSR1/SIGTERM under SLURM
+  --print_config                    print the resolved config and exit (no training)
+  --help-full                       every option of the LightningCLI parser (imports torch)"""
+
+
+def _config_dir() -> Path:
+    from ssl_cyto.tasks.registry import CONFIG_DIR
+
+    return CONFIG_DIR
+
+
+def _config_summary(path: Path) -> str:
+    """The first comment line of a config file (its one-line description)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("#"):
+                    text = line.lstrip("#").strip().split(". ")[0].split(" (")[0].rstrip(".:")
+                    return text if len(text) <= 64 else text[:61].rsplit(" ", 1)[0] + "..."
+                if line.strip():
+                    break
+    except OSError:
+        pass
+    return ""
+
+
+def short_help() -> str:
+    """The static ``ssl-cyto fit --help`` page (no torch import)."""
+    from ssl_cyto.tasks.registry import METHODS
+
+    methods = "\n".join(f"  {name:<14} {path.replace(':', '.')}" for name, path in METHODS.items())
+    configs = "\n".join(
+        f"  {p.stem:<22} {_config_summary(p)}" for p in sorted(_config_dir().glob("*.yaml"))
+    )
+    return (
+        "usage: ssl-cyto fit [--config FILE|NAME] [--model METHOD] [--KEY VALUE ...]\n\n"
+        "Pretrain a self-supervised method with LightningCLI. Rerunning the same command resumes from\n"
+        "the checkpoint with the highest global step under --trainer.default_root_dir. On SIGUSR1 or\n"
+        "SIGTERM (SLURM: --signal=SIGUSR1@90) a run saves one checkpoint, requeues the SLURM job and\n"
+        "exits 130. See docs/training.md.\n\n"
+        f"methods (--model NAME):\n{methods}\n\n"
+        f"packaged configs (--config NAME):\n{configs}\n\n"
+        f"key options:\n{KEY_OPTIONS}\n\n"
+        "example:\n  ssl-cyto fit --config smoke_simclr --trainer.max_steps=20\n"
+    )
+
+
+def _value_of(argv: list[str], i: int, flag: str) -> tuple[str | None, int]:
+    """The value of ``argv[i]`` as ``flag VALUE`` or ``flag=VALUE``: (value, how many items it spans)."""
+    arg = argv[i]
+    if arg == flag and i + 1 < len(argv):
+        return argv[i + 1], 2
+    if arg.startswith(flag + "="):
+        return arg[len(flag) + 1 :], 1
+    return None, 0
+
+
+def rewrite_argv(argv: list[str]) -> list[str]:
+    """Short method names and packaged config names replaced by their class path / file path."""
+    from ssl_cyto.tasks.registry import METHODS
+
+    methods = {name.lower(): path.replace(":", ".") for name, path in METHODS.items()}
+    methods.update({path.rsplit(":", 1)[-1].lower(): path.replace(":", ".") for path in METHODS.values()})
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        for flag in ("--model", "--config", "-c"):
+            value, span = _value_of(argv, i, flag)
+            if value is None:
+                continue
+            if flag == "--model" and value.lower() in methods:
+                value = methods[value.lower()]
+            elif flag != "--model" and not os.path.exists(value):
+                packaged = _config_dir() / (value if value.endswith((".yaml", ".yml")) else f"{value}.yaml")
+                if packaged.is_file():
+                    value = str(packaged)
+            out += [flag, value]
+            i += span
+            break
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
 
 def run_raw(argv: list[str]) -> int:
-    """``ssl-cyto fit ARGV``; returns the exit status (2 for a bad config, 1 when the guard stopped a run)."""
+    """``ssl-cyto fit ARGV``; returns the exit status (2 for a bad config, 1 when the guard stopped a run,
+    130 when preempted)."""
+    if "--help-full" in argv:
+        argv = ["--help" if a == "--help-full" else a for a in argv]
+    elif "-h" in argv or "--help" in argv:
+        print(short_help())
+        return EXIT_OK
+    argv = rewrite_argv(argv)
+
     from ssl_cyto.formats.errors import SslCytoError
     from ssl_cyto.training.callbacks import TrainingStopped
-    from ssl_cyto.training.fit import run_fit
+    from ssl_cyto.training.fit import fit_outcome
 
     try:
-        path = run_fit(argv)
-    except SystemExit as exc:  # jsonargparse already printed "error: ... key ..."
+        outcome = fit_outcome(argv)
+    except SystemExit as exc:  # --help-full, --print_config
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_BAD_INPUT)
     except TrainingStopped as exc:
         print(f"ssl-cyto fit: stopped: {exc}", file=sys.stderr)
@@ -37,6 +151,9 @@ def run_raw(argv: list[str]) -> int:
             raise
         print(f"ssl-cyto fit: error: {exc}\n(set SSL_CYTO_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if path:
-        print(f"ssl-cyto fit: final checkpoint {path}")
+    if outcome.preempted is not None:
+        print(f"ssl-cyto fit: preempted at step {outcome.preempted.step}; {RESUME_HINT}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if outcome.checkpoint:
+        print(f"ssl-cyto fit: final checkpoint {outcome.checkpoint}")
     return EXIT_OK

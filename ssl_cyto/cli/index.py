@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ssl_cyto.cli.checks import check_output_dir, check_output_file, note
 from ssl_cyto.cli.exit import EXIT_OK
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
@@ -52,10 +53,16 @@ def run(args: argparse.Namespace) -> int:
     from ssl_cyto.retrieval.index_io import build_index, read_index_meta
 
     params = {k: getattr(args, k) for k in PARAM_NAMES if getattr(args, k, None) is not None}
+    if args.out is not None:
+        check_output_file(args.out)
+    else:
+        check_output_dir(args.emb_dir, "EMB_DIR")
     path = build_index(args.emb_dir, args.kind, gpu=args.gpu, out=args.out, seed=args.seed, **params)
     meta = read_index_meta(path)
     print(
         f"wrote {path} ({meta['kind']}, {meta['n']} x {meta['dim']}, {meta['params']}, "
         f"{meta['build_seconds']:.1f} s) and {path.with_suffix('.json').name}"
     )
+    for line in meta.get("notes", []):
+        note(line)
     return EXIT_OK

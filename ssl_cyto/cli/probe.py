@@ -10,9 +10,11 @@ import argparse
 
 from ssl_cyto.cli.exit import EXIT_OK
 
-# as ssl_cyto.evaluation.protocol (not imported here: ``--help`` stays light)
-PROTOCOLS = ("holdout20", "cv5")
+# as ssl_cyto.evaluation.protocol and ssl_cyto.data.vocabulary.MIN_CELLS_TO_SCORE (not imported here:
+# ``--help`` stays light; tests/cli/test_probe_cli.py checks they agree)
+PROTOCOLS = ("holdout20", "cv5", "dinobloom")
 FAST_C = 0.1
+MIN_CELLS = 50
 
 
 def parse_baseline(text: str) -> tuple[str, str]:
@@ -30,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--protocol",
         choices=PROTOCOLS,
         default="holdout20",
-        help="holdout20: stratified 80/20 (DinoBloom); cv5: stratified 5-fold (Matek 2021)",
+        help="holdout20: seeded stratified 80/20 hold-out (this project's); cv5: stratified 5-fold "
+        "(as Matek 2021); dinobloom: DinoBloom's published evaluation (their fixed BM-MLL test split, "
+        "their 5-fold elsewhere, their classifiers)",
     )
     parser.add_argument(
         "--fast",
@@ -58,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-cells",
         type=int,
         default=None,
-        help="classes with fewer labelled cells are not scored (default: MIN_CELLS_TO_SCORE)",
+        help=f"classes with fewer labelled cells are not scored (default {MIN_CELLS}; "
+        "with --protocol dinobloom: 1, no minimum)",
     )
     parser.add_argument(
         "--n-boot", type=int, default=None, help="bootstrap replicates (default 1000; --fast 200)"

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ssl_cyto.cli.exit import EXIT_OK
+from ssl_cyto.cli.checks import add_allow_missing, check_output_file, note, report_missing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +30,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of random weights when --model is a name")
     parser.add_argument("--nprobe", type=int, help="IVF lists searched (override the index's)")
     parser.add_argument("--ef-search", type=int, help="HNSW candidate list (override the index's)")
+    add_allow_missing(parser, "query images")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Query, then print the neighbours as JSON or a table."""
+    """Check the gallery path, query, then print the neighbours as JSON or a table."""
+    check_output_file(args.gallery, "--gallery")
+    from ssl_cyto.embedding.model_spec import is_model_name
+    from ssl_cyto.formats.errors import InputError
+    from ssl_cyto.models.registry import (
+        WEIGHTLESS_BACKBONES,
+        pretrained_refusal,
+        pretrained_tag,
+        random_weights_note,
+    )
     from ssl_cyto.retrieval.search import format_table, query
 
+    if args.model and is_model_name(args.model):
+        if pretrained_tag(args.model) is not None:
+            raise InputError(pretrained_refusal(args.model))
+        if args.model not in WEIGHTLESS_BACKBONES:
+            note(random_weights_note(args.model, args.seed))
     results = query(
         args.images,
         args.index,
@@ -52,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
     else:
         print(format_table(results), end="")
-    if args.gallery:
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"skipped query {r['query']}: {r['error']}", file=sys.stderr)
+    if args.gallery and len(failed) < len(results):
         print(f"wrote {args.gallery}", file=sys.stderr)
-    return EXIT_OK
+    return report_missing(len(failed), len(args.images), "query images", "above", args.allow_missing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ssl_cyto.cli.checks import check_output_file
 from ssl_cyto.cli.exit import EXIT_OK
 
 SHOWN_PROBLEMS = 5  # per source; --problems FILE writes them all
@@ -32,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Scan, write the catalog, print the counts and the problems."""
+    """Check the outputs, scan, write the catalog, print the counts and the problems."""
+    check_output_file(args.out)
+    check_output_file(args.problems, "--problems")
     from pathlib import Path
 
     from ssl_cyto.data.scanning import counts_table, parse_spec, scan_sources

@@ -13,22 +13,40 @@ TOKEN_ENV = "SSL_CYTO_TOKEN"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``ssl-cyto serve``."""
     parser.add_argument(
-        "--index", required=True, metavar="EMB_DIR", help="embedding folder with index.faiss (`ssl-cyto index build`)"
+        "--index",
+        required=True,
+        metavar="EMB_DIR",
+        help="embedding folder with index.faiss (`ssl-cyto index build`)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] for embedding uploads (default auto)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch/FAISS threads and concurrent queries (default: the usable cores)"
+        "--device", default="auto", help="auto | cpu | cuda[:N] for embedding uploads (default auto)"
     )
     parser.add_argument(
-        "--max-pixels", type=int, default=25_000_000, help="largest upload in decoded pixels, read from the header (default 25000000)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch/FAISS threads and concurrent queries (default: the usable cores)",
     )
     parser.add_argument(
-        "--max-bytes", type=int, default=20 * 1024 * 1024, help="largest upload in bytes (default 20971520 = 20 MiB)"
+        "--max-pixels",
+        type=int,
+        default=25_000_000,
+        help="largest upload in decoded pixels, read from the header (default 25000000)",
     )
     parser.add_argument(
-        "--token", default=None, help=f"require this token on the API and the page (default: ${TOKEN_ENV} if set)"
+        "--max-bytes",
+        type=int,
+        default=20 * 1024 * 1024,
+        help="largest upload in bytes (default 20971520 = 20 MiB)",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"require this token on the API and the page (default: ${TOKEN_ENV} if set)",
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import time
 
+from ssl_cyto.cli.checks import check_output_dir
 from ssl_cyto.cli.exit import EXIT_OK
 
 # The layouts of ssl_cyto.data.synth.LAYOUTS, spelled out so that `--help` imports no numpy/scipy;
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the cells with :func:`ssl_cyto.data.synth.synthesize` and say how to scan them."""
+    check_output_dir(args.out, "OUT")
     from ssl_cyto.data.synth import layout_classes, synthesize
 
     t0 = time.perf_counter()

@@ -23,8 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ssl-cyto umap``: print the report's path."""
+    from pathlib import Path
+
+    from ssl_cyto.evaluation.outputs import check_output_dir
     from ssl_cyto.evaluation.umap_map import umap_map
 
+    check_output_dir(Path(args.out) if args.out else Path(args.emb_dir) / "umap", "--out")
     result = umap_map(args.emb_dir, max_points=args.max_points, seed=args.seed, out=args.out)
     print(result["report"])
     return EXIT_OK

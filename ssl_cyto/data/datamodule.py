@@ -5,7 +5,13 @@ a ``pipe:`` URL, a catalog, an image folder, ``synth:<layout>[:<per_class>]``) a
 
 * **train** (:meth:`CellDataModule.train_dataloader`): exactly ``batches_per_epoch`` batches per rank
   and epoch from a seeded stream (:func:`ssl_cyto.data.loading.train_loader`); a batch is
-  ``list[Tensor]``, one stacked tensor per view of the task's ``train_transform``.
+  ``list[Tensor]``, one stacked tensor per view of the task's ``train_transform``. With
+  ``batches_per_epoch`` given, consecutive epochs continue the stream (every cell once before any
+  twice); otherwise each epoch is a fresh pass over the data.
+* **resume**: :meth:`CellDataModule.state_dict` (stored by Lightning in every checkpoint) holds the
+  epoch and the batches of it already consumed; after :meth:`CellDataModule.load_state_dict` the
+  next training pass of that epoch skips them, so a resumed run sees the cells, in the order, of the
+  uninterrupted run.
 * **val** (:meth:`CellDataModule.val_dataloader`): ``(images, labels)`` over a fixed, seeded,
   labelled subset of ``val_size`` cells (from ``val_data`` or ``data``), transformed with the task's
   ``eval_transform``; ``datamodule.val_classes`` names the label indices. Each rank gets a disjoint
@@ -100,6 +106,7 @@ class CellDataModule(pl.LightningDataModule):
         self.val_classes: list[str] = []
         self._resolved: ResolvedData | None = None
         self._val_items: list[LabelledItem] | None = None
+        self._resume: tuple[int, int] | None = None
 
     # ---- helpers ----------------------------------------------------------------------------
     @property
@@ -157,6 +164,20 @@ class CellDataModule(pl.LightningDataModule):
         if not self._val_items:
             warnings.warn(f"{self.val_data or self.data}: no labelled cells; online kNN is off", stacklevel=2)
 
+    # ---- resume ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "batches_done"}``: where the training stream stands (saved in checkpoints)."""
+        trainer = self.trainer
+        if trainer is None or not hasattr(trainer, "fit_loop"):
+            return {"epoch": 0, "batches_done": 0}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the next pass of that epoch skips the batches consumed."""
+        if "epoch" in state:
+            self._resume = (int(state["epoch"]), int(state.get("batches_done", 0)))
+
     # ---- Lightning hooks --------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Generate the cached cells of ``synth:`` data once (Lightning calls this on rank 0)."""
@@ -188,6 +209,8 @@ class CellDataModule(pl.LightningDataModule):
             epoch_fn=self._current_epoch,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            continuous=self.batches_per_epoch is not None,
+            resume=self._resume,
         )
 
     def val_dataloader(self) -> DataLoader | list:

@@ -117,7 +117,5 @@ def open_rgb(
             try:
                 return _from_array(tifffile.imread(io.BytesIO(data)), background)
             except Exception as tiff_exc:  # noqa: BLE001 - reported below with the file name
-                raise ImageDecodeError(
-                    f"{label}: cannot decode TIFF ({_reason(tiff_exc)}); {hint}"
-                ) from exc
+                raise ImageDecodeError(f"{label}: cannot decode TIFF ({_reason(tiff_exc)}); {hint}") from exc
         raise ImageDecodeError(f"{label}: cannot decode image ({_reason(exc)}); {hint}") from exc

@@ -192,7 +192,11 @@ def _refuse_foreign(out: Path) -> None:
             ours = json.loads(index.read_text(encoding="utf-8")).get("format") == INDEX_FORMAT
         except (ValueError, UnicodeDecodeError, AttributeError):
             ours = False
-        what = "an index.json of a pack whose state (.pack/) is gone" if ours else "an index.json not written by pack"
+        what = (
+            "an index.json of a pack whose state (.pack/) is gone"
+            if ours
+            else "an index.json not written by pack"
+        )
         raise PackError(
             f"--out {out}: holds {what}; it is not overwritten. Pack into a new or empty --out "
             f"(or move {index} away)"
@@ -222,7 +226,9 @@ def _prepare_out(out: Path, opts: dict) -> None:
         try:
             state.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"--out {out}: cannot create it ({exc.strerror or exc}); choose a folder you can write to") from None
+            raise OutputError(
+                f"--out {out}: cannot create it ({exc.strerror or exc}); choose a folder you can write to"
+            ) from None
         opts_file.write_text(json.dumps(opts, indent=1))
     for stale in list(out.glob(".cells-*.tar.tmp")) + list(state.glob(".*.tmp")):
         stale.unlink()

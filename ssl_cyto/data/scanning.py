@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+
 from ssl_cyto.data.images import IMAGE_EXTENSIONS
 from ssl_cyto.data.sources import CellRecord, SourceError, detect_source, open_source, parse_kind
 from ssl_cyto.formats.catalog import CatalogError, catalog_frame, read_catalog

@@ -1,25 +1,44 @@
 """ssl_cyto.embedding: a ``--model`` spec -> a backbone; a backbone + cells -> an embedding folder.
 
 * :mod:`~ssl_cyto.embedding.model_spec` - :func:`load_model` (backbone folder, ``model.json``,
-  ``.ckpt`` or a name with seeded random weights);
+  ``.ckpt``, or a name with seeded random weights or ``weights=FILE``);
 * :mod:`~ssl_cyto.embedding.runner` - :func:`embed`, the library side of ``ssl-cyto embed``;
 * :mod:`~ssl_cyto.embedding.chunks` - the resumable ``.partial/`` chunks;
 * :mod:`~ssl_cyto.embedding.errors` - :class:`EmbedError`, :class:`ModelMismatchError`.
 
-The folder itself is read and written by :mod:`ssl_cyto.formats.embeddings`.
+The folder itself is read and written by :mod:`ssl_cyto.formats.embeddings`. The names below load
+their module on first use (PEP 562).
 """
 
-from ssl_cyto.embedding.errors import EmbedError, MissingModelError, ModelMismatchError
-from ssl_cyto.embedding.model_spec import load_model, random_backbone
-from ssl_cyto.embedding.runner import ORDER, embed, resolve_device
+from __future__ import annotations
 
-__all__ = [
-    "ORDER",
-    "EmbedError",
-    "MissingModelError",
-    "ModelMismatchError",
-    "embed",
-    "load_model",
-    "random_backbone",
-    "resolve_device",
-]
+import importlib
+from typing import Any
+
+# public name -> "module:attribute", imported on first use (PEP 562)
+_EXPORTS = {
+    "ORDER": "ssl_cyto.embedding.runner:ORDER",
+    "MISSING_FILE": "ssl_cyto.embedding.runner:MISSING_FILE",
+    "EmbedError": "ssl_cyto.embedding.errors:EmbedError",
+    "MissingModelError": "ssl_cyto.embedding.errors:MissingModelError",
+    "ModelMismatchError": "ssl_cyto.embedding.errors:ModelMismatchError",
+    "embed": "ssl_cyto.embedding.runner:embed",
+    "is_model_name": "ssl_cyto.embedding.model_spec:is_model_name",
+    "load_model": "ssl_cyto.embedding.model_spec:load_model",
+    "random_backbone": "ssl_cyto.embedding.model_spec:random_backbone",
+    "resolve_device": "ssl_cyto.embedding.runner:resolve_device",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -275,25 +275,27 @@ def embed(
     feats: list[np.ndarray] = []
     rows: list[dict] = []
     n_batches = 0
-    with torch.no_grad():
-        for images, batch_rows in _new_cells(loader, res.kind != "catalog", done, limit, tally, bar):
-            if batch_rows:
-                feats.append(_forward(module, images, dev, amp))
-                rows.extend(batch_rows)
-                tally.embedded += len(batch_rows)
-                n_batches += 1
-            if n_batches >= chunk_batches:
-                ck.write_chunk(partial, chunk_index, feats, rows, columns)
-                if on_chunk is not None:
-                    on_chunk(chunk_index)
-                chunk_index += 1
-                feats, rows, n_batches = [], [], 0
-    if rows:
-        ck.write_chunk(partial, chunk_index, feats, rows, columns)
-        if on_chunk is not None:
-            on_chunk(chunk_index)
-    if bar is not None:
-        bar.close()
+    try:
+        with torch.no_grad():
+            for images, batch_rows in _new_cells(loader, res.kind != "catalog", done, limit, tally, bar):
+                if batch_rows:
+                    feats.append(_forward(module, images, dev, amp))
+                    rows.extend(batch_rows)
+                    tally.embedded += len(batch_rows)
+                    n_batches += 1
+                if n_batches >= chunk_batches:
+                    ck.write_chunk(partial, chunk_index, feats, rows, columns)
+                    if on_chunk is not None:
+                        on_chunk(chunk_index)
+                    chunk_index += 1
+                    feats, rows, n_batches = [], [], 0
+        if rows:
+            ck.write_chunk(partial, chunk_index, feats, rows, columns)
+            if on_chunk is not None:
+                on_chunk(chunk_index)
+    finally:  # the bar ends before an interruption is reported
+        if bar is not None:
+            bar.close()
     skipped: list[dict] = list(getattr(loader, "skipped", []))
     odd_size: list[dict] = list(getattr(loader, "odd_size", []))
 

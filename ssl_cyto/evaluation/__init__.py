@@ -15,5 +15,35 @@ Shared: :mod:`~ssl_cyto.evaluation.metrics` (classification metrics, label subse
 :mod:`~ssl_cyto.evaluation.report` (Markdown reports that start with command, data, hardware, date).
 ``ssl-cyto umap``: :mod:`~ssl_cyto.evaluation.umap_map`.
 
-Nothing is imported here; see docs/evaluation.md.
+The names below load their module on first use (PEP 562); see docs/evaluation.md.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> "module:attribute", imported on first use (PEP 562)
+_EXPORTS = {
+    "probe": "ssl_cyto.evaluation.probing:probe",
+    "headline": "ssl_cyto.evaluation.probing:headline",
+    "ProbeError": "ssl_cyto.evaluation.protocol:ProbeError",
+    "PROTOCOLS": "ssl_cyto.evaluation.protocol:PROTOCOLS",
+    "umap": "ssl_cyto.evaluation.umap_map:umap_map",  # not "umap_map": that is the module
+    "UmapError": "ssl_cyto.evaluation.umap_map:UmapError",
+    "write_report": "ssl_cyto.evaluation.report:write_report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

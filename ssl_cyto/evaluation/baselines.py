@@ -31,10 +31,18 @@ from ssl_cyto.formats.embeddings import CELLS_FILE, EMBEDDINGS_FILE
 from ssl_cyto.models.factory import build_backbone
 from ssl_cyto.models.weights import save_backbone
 
-__all__ = ["BASELINE_KINDS", "EMBED_OPTIONS_REUSED", "align_features", "compute_baseline"]
+__all__ = [
+    "BASELINE_KINDS",
+    "BASELINE_LABELS",
+    "EMBED_OPTIONS_REUSED",
+    "align_features",
+    "compute_baseline",
+    "models_under_test",
+]
 
 BASELINE_KINDS = ("random", "colour")
 EMBED_OPTIONS_REUSED = ("batch_size", "num_workers", "limit", "chunk_batches")
+BASELINE_LABELS = {"random": "random weights ({arch})", "colour": "colour histogram"}
 
 
 def _embed_kwargs(embed_meta: dict) -> dict:
@@ -130,3 +138,43 @@ def align_features(cells: pd.DataFrame, other_dir: Path) -> np.ndarray:
             "embed the same data for the baseline (or delete the folder so it is recomputed)"
         )
     return np.ascontiguousarray(feats[np.array([pos[c] for c in cells["cell_id"]])])
+
+
+def models_under_test(
+    emb_dir: Path,
+    feats: np.ndarray,
+    cells: pd.DataFrame,
+    model_meta: dict,
+    embed_meta: dict,
+    baselines: str,
+    baseline_dirs: dict[str, str | Path] | None,
+    seed: int,
+    notes: list[str],
+) -> tuple[str, dict[str, np.ndarray], dict[str, str]]:
+    """The evaluated model first, then the baselines on the same cells: (main name, features, folders)."""
+    arch = str(model_meta.get("architecture") or "unknown")
+    method = str(model_meta.get("method") or "model")
+    main_name = f"{method} ({arch})"
+    models: dict[str, np.ndarray] = {main_name: feats}
+    model_dirs: dict[str, str] = {main_name: str(emb_dir)}
+    wanted: dict[str, Path | None] = {}
+    is_random = bool(model_meta.get("random_init")) or method == "random"
+    if baselines == "auto":
+        if arch == "colour_hist":
+            notes.append("the evaluated model is the colour histogram itself: no baselines computed")
+        else:
+            if not is_random:
+                wanted["random"] = None
+            else:
+                notes.append(
+                    "the evaluated model has random weights: the random baseline is the model itself"
+                )
+            wanted["colour"] = None
+    for bname, bdir in (baseline_dirs or {}).items():
+        wanted[bname] = Path(bdir)
+    for name, given in wanted.items():
+        d = given if given is not None else compute_baseline(name, emb_dir, model_meta, embed_meta, seed)
+        label = BASELINE_LABELS.get(name, name).format(arch=arch)
+        models[label] = align_features(cells, d)
+        model_dirs[label] = str(d)
+    return main_name, models, model_dirs

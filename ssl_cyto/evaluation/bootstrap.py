@@ -31,6 +31,7 @@ __all__ = [
     "bootstrap_metrics",
     "paired_bootstrap_diff",
     "paired_bootstrap_metrics",
+    "percentile_ci",
 ]
 
 _FAST = {METRICS[name]: CONFUSION_METRICS[name] for name in METRICS}
@@ -71,7 +72,8 @@ def _metric_on(metric_fn: Callable[..., float], t: np.ndarray, p: np.ndarray, k:
     return float(metric_fn(t, p))
 
 
-def _percentile_ci(estimate: float, reps, alpha: float) -> CI:
+def percentile_ci(estimate: float, reps, alpha: float = 0.05) -> CI:
+    """``estimate`` with the ``alpha / 2`` and ``1 - alpha / 2`` quantiles of the replicates ``reps``."""
     lo, hi = np.quantile(np.asarray(reps, dtype=float), [alpha / 2, 1 - alpha / 2])
     return CI(float(estimate), float(lo), float(hi))
 
@@ -104,7 +106,7 @@ def bootstrap_ci(
     idx = bootstrap_indices(t.size, n, seed) if indices is None else indices
     estimate = _metric_on(metric_fn, t, p, k)
     reps = np.fromiter((_metric_on(metric_fn, t[i], p[i], k) for i in idx), float, count=len(idx))
-    return _percentile_ci(estimate, reps, alpha)
+    return percentile_ci(estimate, reps, alpha)
 
 
 def paired_bootstrap_diff(
@@ -136,7 +138,7 @@ def paired_bootstrap_diff(
         float,
         count=len(idx),
     )
-    return _percentile_ci(estimate, reps, alpha)
+    return percentile_ci(estimate, reps, alpha)
 
 
 def bootstrap_metrics(
@@ -155,7 +157,7 @@ def bootstrap_metrics(
         cm = confusion_from_codes(t[i], p[i], k)
         reps[r] = [fn(cm) for fn in fns]
     return {
-        name: _percentile_ci(fn(full), reps[:, j], alpha)
+        name: percentile_ci(fn(full), reps[:, j], alpha)
         for j, (name, fn) in enumerate(zip(names, fns, strict=True))
     }
 
@@ -179,6 +181,6 @@ def paired_bootstrap_metrics(
         ca, cb = confusion_from_codes(t[i], a[i], k), confusion_from_codes(t[i], b[i], k)
         reps[r] = [fn(ca) - fn(cb) for fn in fns]
     return {
-        name: _percentile_ci(fn(full_a) - fn(full_b), reps[:, j], alpha)
+        name: percentile_ci(fn(full_a) - fn(full_b), reps[:, j], alpha)
         for j, (name, fn) in enumerate(zip(names, fns, strict=True))
     }

@@ -48,11 +48,13 @@ __all__ = [
     "DedupError",
     "DedupResult",
     "find_near_duplicates",
+    "folds_leakage",
     "hash_cells",
+    "leakage_warning",
     "test_train_duplicates",
 ]
 
-DEFAULT_THRESHOLD = 40
+DEFAULT_THRESHOLD = 30
 """Largest Hamming distance (of 256 bits) between two images' hashes for a near-duplicate pair."""
 DEFAULT_CANDIDATES = 10
 """Nearest cells (by embedding) checked on the images for each cell."""
@@ -114,7 +116,10 @@ def hash_cells(
             out[r] = None
             bad.append(f"{paths[r]}: {exc}")
         if progress and (n + 1) % 2000 == 0:
-            print(f"{progress}: hashed {n + 1} of {len(rows)} images ({time.time() - t0:.0f} s)", file=sys.stderr)
+            print(
+                f"{progress}: hashed {n + 1} of {len(rows)} images ({time.time() - t0:.0f} s)",
+                file=sys.stderr,
+            )
     return out, bad
 
 
@@ -159,7 +164,9 @@ def _pairs_frame(cells: pd.DataFrame, pairs: np.ndarray, sims: np.ndarray, dist:
         },
         columns=list(PAIR_COLUMNS),
     )
-    return frame.sort_values(["hash_distance", "cell_id_a", "cell_id_b"], kind="stable").reset_index(drop=True)
+    return frame.sort_values(["hash_distance", "cell_id_a", "cell_id_b"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _add_splits(frame: pd.DataFrame, split_path: Path) -> dict[str, int]:
@@ -230,20 +237,22 @@ def find_near_duplicates(
         how = "an exact in-memory FAISS index (no index.faiss: `ssl-cyto index build` makes one)"
     pairs, sims = _candidates(index, x, candidates, exclude_self=True)
     lo, hi = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
-    uniq, first = np.unique(lo * len(cells) + hi, return_index=True)
-    pairs, sims = np.stack([lo[first], hi[first]], axis=1), sims[first]
+    uniq, once = np.unique(lo * len(cells) + hi, return_index=True)
+    pairs, sims = np.stack([lo[once], hi[once]], axis=1), sims[once]
     if progress:
         print(
             f"dedup: {len(uniq)} candidate pairs ({candidates} nearest per cell) from {how} "
             f"({time.time() - t0:.1f} s)",
             file=sys.stderr,
         )
-    hashes, bad = hash_cells(cells, np.unique(pairs), "dedup" if progress else None)
+    hashes, bad = hash_cells(cells, np.unique(pairs).tolist(), "dedup" if progress else None)
     pairs, sims, dist = _confirm(pairs, sims, hashes, threshold)
     frame = _pairs_frame(cells, pairs, sims, dist)
     leaks = _add_splits(frame, folder.path / SPLIT_FILE)
     if progress:
-        print(f"dedup: {len(frame)} near-duplicate pairs confirmed ({time.time() - t0:.1f} s)", file=sys.stderr)
+        print(
+            f"dedup: {len(frame)} near-duplicate pairs confirmed ({time.time() - t0:.1f} s)", file=sys.stderr
+        )
     return DedupResult(frame, len(cells), len(uniq), len(hashes) - len(bad), bad, leaks, time.time() - t0)
 
 
@@ -285,3 +294,38 @@ def test_train_duplicates(
         "threshold": int(threshold),
         "pairs": [(ids[i], ids[j], int(d)) for (i, j), d in zip(found, dist, strict=True)],
     }
+
+
+def folds_leakage(
+    x: np.ndarray,
+    cells: pd.DataFrame,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    hashes: dict[int, ImageHash | None],
+    threshold: int = DEFAULT_THRESHOLD,
+) -> dict[str, Any] | None:
+    """:func:`test_train_duplicates` over the folds of a probe task: test cells with a copy in their fold's training cells."""
+    found: list[tuple[str, str, int]] = []
+    n_test = 0
+    for tr, te in folds:
+        res = test_train_duplicates(x, cells, np.asarray(tr), np.asarray(te), threshold, hashes=hashes)
+        if res is None:
+            return None
+        n_test += res["n_test"]
+        found += res["pairs"]
+    return {
+        "n_test": n_test,
+        "n_test_with_duplicate": len({a for a, _, _ in found}),
+        "threshold": int(threshold),
+        "pairs": found[:200],
+    }
+
+
+def leakage_warning(task_name: str, res: dict[str, Any] | None) -> str | None:
+    """The probe's one-line warning for a :func:`folds_leakage` result (``None`` when there is nothing to say)."""
+    if res is None or not res["n_test_with_duplicate"]:
+        return None
+    return (
+        f"warning: {res['n_test_with_duplicate']} of {res['n_test']} test cells of {task_name} have a "
+        f"near-duplicate among their training cells (perceptual-hash distance <= {res['threshold']}); "
+        "their scores are optimistic: list the pairs with `ssl-cyto dedup EMB_DIR`"
+    )

@@ -31,7 +31,9 @@ def _name(cell_id: str, width: int = 24) -> str:
     return tail if len(tail) <= width else "…" + tail[-(width - 1) :]
 
 
-def write_dedup_outputs(result: DedupResult, cells: pd.DataFrame, out_dir: str | Path, max_pairs: int = 40) -> dict:
+def write_dedup_outputs(
+    result: DedupResult, cells: pd.DataFrame, out_dir: str | Path, max_pairs: int = 40
+) -> dict:
     """Write ``pairs.csv`` (always) and ``pairs.png`` (when there are pairs); returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

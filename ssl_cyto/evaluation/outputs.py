@@ -7,6 +7,7 @@ output folder behind, and one whose output cannot be written fails before it sta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -54,8 +55,6 @@ def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
         raise OutputError(f"cannot create {target} ({reason}); give {option} a writable folder") from exc
     finally:
         for folder in reversed(created):
-            try:
+            with contextlib.suppress(OSError):
                 folder.rmdir()
-            except OSError:
-                pass
     return target

@@ -112,7 +112,7 @@ def headline(result: dict, task: str | None = None) -> list[dict[str, str]]:
 def intro_section(result: dict, cells: pd.DataFrame) -> tuple[str, str]:
     """The "Setup" section: protocol, split, classifiers, intervals, models, labelled cells per class."""
     proto = {
-        "holdout20": "stratified 80/20 hold-out (DinoBloom's protocol), strata = (source, label)",
+        "holdout20": "seeded stratified 80/20 hold-out (this project's; not DinoBloom's fixed split, see `--protocol dinobloom`), strata = (source, label)",
         "cv5": "stratified 5-fold cross-validation (Matek et al. 2021), out-of-fold predictions pooled",
     }[result["protocol"]]
     lines = [

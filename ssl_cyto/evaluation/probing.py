@@ -21,8 +21,6 @@ Given an embedding folder (written by :func:`ssl_cyto.embedding.runner.embed`), 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,10 +29,14 @@ import numpy as np
 import pandas as pd
 
 from ssl_cyto.data.vocabulary import MIN_CELLS_TO_SCORE
-from ssl_cyto.evaluation.baselines import align_features, compute_baseline
+from ssl_cyto.evaluation.baselines import models_under_test
 from ssl_cyto.evaluation.bootstrap import bootstrap_indices, bootstrap_metrics, paired_bootstrap_metrics
 from ssl_cyto.evaluation.classifiers import FoldPredictions, run_classifiers
+from ssl_cyto.evaluation.dedup import folds_leakage, leakage_warning
+from ssl_cyto.evaluation.dinobloom_probe import probe_dinobloom
+from ssl_cyto.evaluation.image_hash import ImageHash
 from ssl_cyto.evaluation.metrics import per_class_report
+from ssl_cyto.evaluation.outputs import check_output_dir
 from ssl_cyto.evaluation.probe_report import (
     confusion_png,
     headline,
@@ -42,6 +44,7 @@ from ssl_cyto.evaluation.probe_report import (
     matek_reference,
     task_sections,
 )
+from ssl_cyto.evaluation.progress import Stages
 from ssl_cyto.evaluation.protocol import CLASSIFIERS, LABEL_FRACTIONS, PROTOCOLS, ProbeError
 from ssl_cyto.evaluation.rater_agreement import reannotation_agreement
 from ssl_cyto.evaluation.report import write_report
@@ -56,8 +59,6 @@ from ssl_cyto.evaluation.splits import (
 from ssl_cyto.retrieval.metrics import retrieval_metrics
 
 __all__ = ["PROTOCOLS", "ProbeError", "headline", "probe"]
-
-BASELINE_LABELS = {"random": "random weights ({arch})", "colour": "colour histogram"}
 
 
 def _slug(text: str) -> str:
@@ -76,46 +77,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and obj != obj:
         return None
     return obj
-
-
-def _models(
-    emb_dir: Path,
-    feats: np.ndarray,
-    cells: pd.DataFrame,
-    model_meta: dict,
-    embed_meta: dict,
-    baselines: str,
-    baseline_dirs: dict[str, str | Path] | None,
-    seed: int,
-    notes: list[str],
-) -> tuple[str, dict[str, np.ndarray], dict[str, str]]:
-    """The evaluated model first, then the baselines on the same cells: (main name, features, folders)."""
-    arch = str(model_meta.get("architecture") or "unknown")
-    method = str(model_meta.get("method") or "model")
-    main_name = f"{method} ({arch})"
-    models: dict[str, np.ndarray] = {main_name: feats}
-    model_dirs: dict[str, str] = {main_name: str(emb_dir)}
-    wanted: dict[str, Path | None] = {}
-    is_random = bool(model_meta.get("random_init")) or method == "random"
-    if baselines == "auto":
-        if arch == "colour_hist":
-            notes.append("the evaluated model is the colour histogram itself: no baselines computed")
-        else:
-            if not is_random:
-                wanted["random"] = None
-            else:
-                notes.append(
-                    "the evaluated model has random weights: the random baseline is the model itself"
-                )
-            wanted["colour"] = None
-    for bname, bdir in (baseline_dirs or {}).items():
-        wanted[bname] = Path(bdir)
-    for name, given in wanted.items():
-        d = given if given is not None else compute_baseline(name, emb_dir, model_meta, embed_meta, seed)
-        label = BASELINE_LABELS.get(name, name).format(arch=arch)
-        models[label] = align_features(cells, d)
-        model_dirs[label] = str(d)
-    return main_name, models, model_dirs
 
 
 def _score_task(
@@ -198,22 +159,28 @@ def probe(
     min_cells: int | None = None,
     n_boot: int | None = None,
     command: str | Sequence[str] | None = None,
+    near_duplicates: bool = True,
 ) -> dict:
     """Evaluate an embedding folder against the expert labels; write report.md, PNGs and probe.json.
 
     Args:
         emb_dir: folder written by ``ssl-cyto embed``.
-        protocol: ``holdout20`` (stratified 80/20) or ``cv5`` (stratified 5-fold, pooled predictions).
+        protocol: ``holdout20`` (seeded stratified 80/20), ``cv5`` (stratified 5-fold, pooled
+            predictions) or ``dinobloom`` (DinoBloom's published evaluation:
+            :mod:`ssl_cyto.evaluation.dinobloom_probe`).
         fast: fixed C (no sweep), 200 bootstrap replicates, no label-efficiency runs.
         baselines: ``auto`` (embed and evaluate the random-weights and colour-histogram baselines, or
             reuse them from ``EMB_DIR/baselines/``) or ``none``.
         baseline_dirs: extra or overriding baselines, name -> embedding folder of the same cells.
         seed: seed of the split, the probe's validation part, the subsampling and the bootstrap.
         out: output folder (default ``EMB_DIR/probe``).
-        min_cells: classes with fewer labelled cells are not scored (default
-            :data:`ssl_cyto.data.vocabulary.MIN_CELLS_TO_SCORE`).
+        min_cells: classes with fewer labelled cells are not scored (default 50,
+            :data:`ssl_cyto.data.vocabulary.MIN_CELLS_TO_SCORE`; ``dinobloom``: 1, no minimum).
         n_boot: bootstrap replicates (default 1000, ``fast``: 200).
         command: the command line to put at the top of the report (default: this process's argv).
+        near_duplicates: check the test cells of every task for near-duplicates among its training cells
+            on the images (:func:`ssl_cyto.evaluation.dedup.folds_leakage`; costs about 0.03 s per
+            image hashed) and warn with the count.
 
     Returns:
         The content of ``probe.json`` (every number in the report), with ``"report"`` = its path.
@@ -221,28 +188,55 @@ def probe(
     Raises:
         ProbeError: bad options, an unreadable embedding folder or baseline, nothing to score.
     """
-    t0 = time.time()
+    stages = Stages("probe")
     if protocol not in PROTOCOLS:
         raise ProbeError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     if baselines not in ("auto", "none"):
         raise ProbeError(f"--baselines must be 'auto' or 'none', got {baselines!r}")
     emb_dir = Path(emb_dir)
-    out_dir = Path(out) if out else emb_dir / "probe"
+    out_dir = check_output_dir(Path(out) if out else emb_dir / "probe", "--out")
     n_boot = n_boot or (200 if fast else 1000)
-    if min_cells is None:
-        min_cells = int(MIN_CELLS_TO_SCORE)
+    default_min = 1 if protocol == "dinobloom" else int(MIN_CELLS_TO_SCORE)
+    min_cells = default_min if min_cells is None else int(min_cells)
 
     feats, cells, model_meta, embed_meta = load_embeddings(emb_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    stages(f"read {len(cells)} cells ({int(labelled(cells).sum())} labelled) from {emb_dir}")
+    if protocol == "dinobloom":
+        return probe_dinobloom(
+            emb_dir,
+            feats,
+            cells,
+            model_meta,
+            embed_meta,
+            baselines=baselines,
+            baseline_dirs=baseline_dirs,
+            seed=seed,
+            n_boot=n_boot,
+            min_cells=min_cells,
+            out_dir=out_dir,
+            command=command,
+            stages=stages,
+            near_duplicates=near_duplicates,
+        )
     split, split_note = load_or_make_split(emb_dir, cells, protocol, seed)
     tasks, notes = build_tasks(cells, split, protocol, min_cells)
     if not tasks:
         raise ProbeError(
-            f"nothing to score in {emb_dir}: " + ("; ".join(notes) or "no labelled classes with enough cells")
+            f"nothing to score in {emb_dir}: "
+            + ("; ".join(notes) or f"no labelled classes with >= {min_cells} cells")
+            + f"; lower the minimum with --min-cells N (now {min_cells})"
         )
-    main_name, models, model_dirs = _models(
+    skipped = sorted({f"{c} ({n})" for t in tasks if t.kind == "source" for c, n in t.excluded.items()})
+    if skipped:
+        stages(
+            f"not scored, fewer than {min_cells} labelled cells: {', '.join(skipped)}; "
+            "change the minimum with --min-cells N"
+        )
+    stages(f"{len(tasks)} task(s); {split_note}")
+    main_name, models, model_dirs = models_under_test(
         emb_dir, feats, cells, model_meta, embed_meta, baselines, baseline_dirs, seed, notes
     )
+    stages(f"features of {len(models)} model(s): " + ", ".join(models))
 
     fractions = () if fast else LABEL_FRACTIONS
     result: dict[str, Any] = {
@@ -267,14 +261,16 @@ def probe(
     }
     reference = matek_reference()
     sections: list[tuple[str, str]] = []
+    hashes: dict[int, ImageHash | None] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     for ti, task in enumerate(tasks):
-        print(f"probe: task {ti + 1}/{len(tasks)} {task.name}: {len(task.classes)} classes", file=sys.stderr)
         fold_preds = {}
         for name, x in models.items():
-            t1 = time.time()
+            stages(
+                f"task {ti + 1}/{len(tasks)} {task.name} ({len(task.classes)} classes): classifiers of {name}"
+            )
             fold_preds[name] = run_classifiers(x, task, fast, seed, fractions)
-            print(f"probe:   {name}: {time.time() - t1:.1f} s", file=sys.stderr)
         tres = _score_task(task, fold_preds, main_name, cells, n_boot, seed, bool(fractions))
         png = out_dir / f"confusion_{_slug(task.name)}.png"
         main = fold_preds[main_name]
@@ -282,10 +278,17 @@ def probe(
             main.y_true, main.preds["linear"], task.classes, png, f"{main_name}, linear probe: {task.name}"
         )
         tres["confusion_png"] = png.name
+        stages(
+            f"task {ti + 1}/{len(tasks)} {task.name}: near-duplicate check of test cells against training cells"
+        )
+        tres["near_duplicates"] = folds_leakage(feats, cells, task.folds, hashes)
+        warning = leakage_warning(task.name, tres["near_duplicates"])
+        if warning:
+            stages(warning)
         result["tasks"][task.name] = tres
         sections += task_sections(task, tres, main_name, protocol, reference, png.name)
 
-    result["seconds"] = round(time.time() - t0, 1)
+    result["seconds"] = round(stages.elapsed, 1)
     (out_dir / "probe.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     data_desc = (
         f"{emb_dir} — {len(cells)} cells ({result['n_labelled']} labelled) from "
@@ -301,5 +304,5 @@ def probe(
         figures=None,
     )
     result["report"] = str(report)
-    print(f"probe: wrote {report} in {result['seconds']} s", file=sys.stderr)
+    stages(f"wrote {report}")
     return result

@@ -24,8 +24,10 @@ __all__ = [
     "TEMPERATURE",
 ]
 
-PROTOCOLS = ("holdout20", "cv5")
-"""``holdout20``: stratified 80/20 (DinoBloom, Koch et al. 2024); ``cv5``: stratified 5-fold (Matek et al. 2021)."""
+PROTOCOLS = ("holdout20", "cv5", "dinobloom")
+"""``holdout20``: this project's seeded stratified 80/20 hold-out; ``cv5``: stratified 5-fold (as Matek et al.
+2021); ``dinobloom``: DinoBloom's published evaluation (Koch et al. 2024: fixed BM-MLL test split, their
+classifiers; :mod:`ssl_cyto.evaluation.dinobloom`)."""
 C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0)
 """Inverse regularisation strengths swept by the linear probe."""
 FAST_C = 0.1

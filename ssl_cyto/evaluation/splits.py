@@ -3,8 +3,9 @@
 * **Labels**: only cells with an expert label take part; ``UNC`` (AML-LMU's "unassignable",
   :data:`ssl_cyto.formats.annotations.UNASSIGNABLE`) is not a label.
 * **Splits** (seeded, saved to ``EMB_DIR/split.parquet`` and reused while the labelled cells are the
-  same, so baselines and later runs share them): ``holdout20`` = stratified 80/20 (DinoBloom,
-  Koch et al. 2024); ``cv5`` = stratified 5-fold cross-validation with out-of-fold predictions pooled
+  same, so baselines and later runs share them): ``holdout20`` = this project's seeded stratified
+  80/20 hold-out (not DinoBloom's: that is a fixed published split, ``--protocol dinobloom`` in
+  :mod:`ssl_cyto.evaluation.dinobloom`); ``cv5`` = stratified 5-fold cross-validation with out-of-fold predictions pooled
   (Matek et al., Blood 2021). Strata are (source, label). When ``cells.parquet`` has a ``patient``
   column the split is grouped by patient (scikit-learn ``StratifiedGroupKFold``); otherwise cells of
   one patient may fall on both sides, and the report says so.
@@ -80,8 +81,8 @@ def make_split(cells: pd.DataFrame, protocol: str, seed: int = 0) -> pd.DataFram
     Raises:
         ProbeError: an unknown protocol, or no labelled cells.
     """
-    if protocol not in PROTOCOLS:
-        raise ProbeError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    if protocol not in PROTOCOLS or protocol == "dinobloom":
+        raise ProbeError(f"make_split makes holdout20 or cv5 splits, not {protocol!r}")
     lab = cells.loc[labelled(cells)].sort_values("cell_id", kind="stable")
     if lab.empty:
         raise ProbeError("no labelled cells: the probe needs cells with a 'label' (expert class)")

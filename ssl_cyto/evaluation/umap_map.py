@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ssl_cyto.evaluation.outputs import check_output_dir
+from ssl_cyto.evaluation.progress import Stages
 from ssl_cyto.evaluation.report import markdown_table, write_report
 from ssl_cyto.formats.embeddings import read_embedding_folder
 from ssl_cyto.formats.errors import InputError, SslCytoError
@@ -150,8 +152,9 @@ def umap_map(
         ``{"by_class": png, "by_source": png, "coords": parquet, "report": md, "n_points": int,
         "n_cells": int, "wandb": bool}``.
     """
+    stages = Stages("umap")
     emb_dir = Path(emb_dir)
-    out_dir = Path(out) if out else emb_dir / "umap"
+    out_dir = check_output_dir(Path(out) if out else emb_dir / "umap", "--out")
     try:
         folder = read_embedding_folder(emb_dir)
     except SslCytoError as exc:
@@ -169,12 +172,13 @@ def umap_map(
     keep = stratified_subsample(sources + "\x1f" + labels, max_points, seed)
     x = np.asarray(feats[keep], dtype=np.float32)
     k = int(min(n_neighbors, len(keep) - 1))
-    print(f"umap: {len(keep)} of {len(cells)} cells, n_neighbors={k}, cosine", file=sys.stderr)
+    stages(f"UMAP of {len(keep)} of {len(cells)} cells, n_neighbors={k}, cosine")
     umap_learn = _umap_module()
     reducer = umap_learn.UMAP(
         n_neighbors=k, n_components=2, metric="cosine", random_state=seed, n_jobs=1, verbose=False
     )
     xy = np.asarray(reducer.fit_transform(x))
+    stages("UMAP done; drawing the maps")
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{meta.get('method') or 'model'} ({meta.get('architecture') or 'unknown'})"
     by_class = _scatter(xy, labels[keep], f"UMAP of {name}, by expert class", out_dir / "umap_by_class.png")
@@ -213,7 +217,7 @@ def umap_map(
         sections=[("Map", body)],
         figures=[by_class, by_source],
     )
-    print(f"umap: wrote {report}", file=sys.stderr)
+    stages(f"wrote {report}")
     return {
         "by_class": str(by_class),
         "by_source": str(by_source),

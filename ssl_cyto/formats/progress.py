@@ -21,7 +21,9 @@ from tqdm import tqdm
 __all__ = ["LOG_INTERVAL_S", "PLAIN_FORMAT", "LineWriter", "is_terminal", "progress_bar"]
 
 LOG_INTERVAL_S = 30.0
-PLAIN_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {rate_fmt}, elapsed {elapsed}, ETA {remaining}"
+PLAIN_FORMAT = (
+    "{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {rate_fmt}, elapsed {elapsed}, ETA {remaining}"
+)
 PLAIN_FORMAT_NO_TOTAL = "{desc}: {n_fmt} {unit}, {rate_fmt}, elapsed {elapsed}"
 
 
@@ -91,7 +93,16 @@ def progress_bar(
     """
     out = sys.stderr if stream is None else stream
     if is_terminal(out):
-        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=out, dynamic_ncols=True, **kwargs)
+        return tqdm(
+            iterable,
+            total=total,
+            desc=desc,
+            unit=unit,
+            disable=disable,
+            file=out,
+            dynamic_ncols=True,
+            **kwargs,
+        )
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)
     fmt = PLAIN_FORMAT if total else PLAIN_FORMAT_NO_TOTAL

@@ -146,7 +146,9 @@ def build_backbone(
     return module, dim
 
 
-def _build_registered(name: str, pool: str, pool_stages: int, kwargs: dict[str, Any]) -> tuple[nn.Module, int]:
+def _build_registered(
+    name: str, pool: str, pool_stages: int, kwargs: dict[str, Any]
+) -> tuple[nn.Module, int]:
     module_name, _, cls_name = BACKBONES[name].partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     params = inspect.signature(cls).parameters

@@ -32,7 +32,11 @@ def pretrained_tag(name: str) -> str | None:
     if name.startswith(HUB_PREFIXES):
         return name
     base, dot, tag = name.partition(".")
-    return tag if dot and base and tag and "/" not in name and not name.endswith((".json", ".ckpt", ".pt")) else None
+    return (
+        tag
+        if dot and base and tag and "/" not in name and not name.endswith((".json", ".ckpt", ".pt"))
+        else None
+    )
 
 
 def pretrained_refusal(name: str) -> str:

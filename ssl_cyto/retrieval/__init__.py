@@ -9,25 +9,42 @@
 * :mod:`~ssl_cyto.retrieval.gallery` - the query-plus-neighbours PNG;
 * :mod:`~ssl_cyto.retrieval.metrics` - precision@k, AP@k, mAP@k against expert labels.
 
-The function ``index_io.search`` is not exported here: ``ssl_cyto.retrieval.search`` is the module.
+The names below load their module on first use (PEP 562). The function ``index_io.search`` is not
+exported here: ``ssl_cyto.retrieval.search`` is the module.
 """
 
-from ssl_cyto.retrieval.errors import GpuUnavailableError, RetrievalError
-from ssl_cyto.retrieval.faiss_index import KINDS, make_index, normalize
-from ssl_cyto.retrieval.index_io import build_index, load_index, resolve_index_path
-from ssl_cyto.retrieval.search import ModelMismatchError, format_table, query, resolve_model
+from __future__ import annotations
 
-__all__ = [
-    "KINDS",
-    "GpuUnavailableError",
-    "ModelMismatchError",
-    "RetrievalError",
-    "build_index",
-    "format_table",
-    "load_index",
-    "make_index",
-    "normalize",
-    "query",
-    "resolve_index_path",
-    "resolve_model",
-]
+import importlib
+from typing import Any
+
+# public name -> "module:attribute", imported on first use (PEP 562)
+_EXPORTS = {
+    "KINDS": "ssl_cyto.retrieval.faiss_index:KINDS",
+    "GpuUnavailableError": "ssl_cyto.retrieval.errors:GpuUnavailableError",
+    "RetrievalError": "ssl_cyto.retrieval.errors:RetrievalError",
+    "ModelMismatchError": "ssl_cyto.retrieval.search:ModelMismatchError",
+    "build_index": "ssl_cyto.retrieval.index_io:build_index",
+    "format_table": "ssl_cyto.retrieval.search:format_table",
+    "load_index": "ssl_cyto.retrieval.index_io:load_index",
+    "make_index": "ssl_cyto.retrieval.faiss_index:make_index",
+    "normalize": "ssl_cyto.retrieval.faiss_index:normalize",
+    "query": "ssl_cyto.retrieval.search:query",
+    "resolve_index_path": "ssl_cyto.retrieval.index_io:resolve_index_path",
+    "resolve_model": "ssl_cyto.retrieval.search:resolve_model",
+    "save_gallery": "ssl_cyto.retrieval.gallery:save_gallery",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

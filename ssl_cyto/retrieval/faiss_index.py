@@ -175,6 +175,35 @@ def resolve_params(kind: str, n: int, dim: int, params: dict[str, Any]) -> dict[
     return out
 
 
+def param_notes(kind: str, n: int, params: dict[str, Any], resolved: dict[str, Any]) -> list[str]:
+    """One line per parameter that :func:`resolve_params` changed from what was asked (or the default).
+
+    Said once by ``ssl-cyto index build`` and kept in ``index.json["notes"]``: a lowered ``nbits``
+    changes the index's accuracy, so it is never lowered silently.
+    """
+    if kind not in DEFAULTS:
+        return []
+    asked = dict(DEFAULTS[kind])
+    asked.update({k: v for k, v in params.items() if v is not None and k in asked})
+    notes = []
+    if kind == "ivfpq" and asked.get("nbits") is not None and resolved["nbits"] < int(asked["nbits"]):
+        notes.append(
+            f"ivfpq: nbits lowered from {asked['nbits']} to {resolved['nbits']}: {n} vectors are too few to "
+            f"train 2**{asked['nbits']} PQ centroids (FAISS wants >= 39 vectors each); codes are coarser. "
+            "Use --kind flat or ivf for a set this small, or index more cells (--nbits sets the cap)"
+        )
+    if (
+        kind in ("ivf", "ivfpq")
+        and asked.get("nprobe") is not None
+        and resolved["nprobe"] < int(asked["nprobe"])
+    ):
+        notes.append(
+            f"{kind}: nprobe lowered from {asked['nprobe']} to {resolved['nprobe']}, the number of lists "
+            "(nlist), so every list is searched; set --nlist for more lists"
+        )
+    return notes
+
+
 def set_search_params(
     index: Any, nprobe: int | None = None, ef_search: int | None = None, k_factor: float | None = None
 ) -> None:
@@ -252,6 +281,8 @@ def make_index(
             index = faiss.IndexIVFFlat(quantizer, dim, p["nlist"], ip)
         else:
             index = faiss.IndexIVFPQ(quantizer, dim, p["nlist"], p["pq_m"], p["nbits"], ip)
+            # the lowered nbits is said once (param_notes), not as one FAISS warning per sub-quantiser
+            index.pq.cp.min_points_per_centroid = max(1, min(39, n // 2 ** p["nbits"]))
         index.cp.seed = int(seed)
         index.nprobe = p["nprobe"]
         max_train = max(

@@ -2,7 +2,8 @@
 
 Each tile shows the cell image with a caption under it (rank, label, cosine similarity). Query
 tiles get a blue frame; neighbour frames are green when the neighbour's label equals the query's
-label and red when it differs (no colour when either label is unknown). Images that cannot be read
+label and red when it differs (no colour when either label is unknown); a legend under the title
+says so. Images that cannot be read
 are drawn as a grey tile saying why, so one missing file never hides the rest of the figure.
 
 matplotlib is used through its object API (``Figure`` + Agg canvas), not ``pyplot``: no global
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from PIL import Image
 
 from ssl_cyto.data.images import ImageDecodeError, open_rgb
@@ -26,6 +28,7 @@ from ssl_cyto.formats.errors import InputError
 
 __all__ = [
     "MATCH_COLOUR",
+    "LEGEND",
     "MISMATCH_COLOUR",
     "QUERY_COLOUR",
     "Tile",
@@ -38,6 +41,12 @@ QUERY_COLOUR = "#1f5fbf"
 MATCH_COLOUR = "#2a9d3a"
 MISMATCH_COLOUR = "#c8322d"
 THUMB_PX = 192
+LEGEND = (
+    (QUERY_COLOUR, "query"),
+    (MATCH_COLOUR, "same label as the query"),
+    (MISMATCH_COLOUR, "different label"),
+    ("none", "no frame: a label is unknown"),
+)
 
 
 @dataclass
@@ -79,6 +88,7 @@ def render_gallery(
     dpi: int = 100,
     fontsize: float = 9.0,
     title: str | None = None,
+    legend: bool = True,
 ) -> Figure:
     """Lay out queries and their neighbours as a grid figure.
 
@@ -88,6 +98,7 @@ def render_gallery(
         dpi: resolution of the saved PNG.
         fontsize: caption font size in points (9 pt at 1.9 in per tile stays legible in a README).
         title: optional figure title.
+        legend: draw the legend of the frame colours under the title.
 
     Returns:
         A matplotlib ``Figure`` with exactly ``sum(1 + len(neighbours))`` axes (one per tile).
@@ -98,7 +109,8 @@ def render_gallery(
     gap = 0.25  # blank column between the query and its neighbours, in tile widths
     caption_in = 0.62 * fontsize / 9.0
     width = tile_inches * (ncols + gap)
-    height = len(rows) * (tile_inches + caption_in) + (0.45 if title else 0.1)
+    head = (0.45 if title else 0.1) + (0.3 if legend else 0.0)
+    height = len(rows) * (tile_inches + caption_in) + head
     fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(
@@ -107,13 +119,26 @@ def render_gallery(
         width_ratios=[1.0, gap] + [1.0] * (ncols - 1),
         left=0.01,
         right=0.99,
-        top=1 - (0.45 if title else 0.1) / height,
+        top=1 - head / height,
         bottom=caption_in / height * 0.9,
         hspace=caption_in / tile_inches * 1.1,
         wspace=0.06,
     )
     if title:
-        fig.suptitle(title, fontsize=fontsize + 2)
+        fig.suptitle(title, fontsize=fontsize + 2, y=1 - 0.08 / height, va="top")
+    if legend:
+        handles = [
+            Patch(facecolor="none", edgecolor=colour, linewidth=0 if colour == "none" else 2.5, label=text)
+            for colour, text in LEGEND
+        ]
+        fig.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 1 - (0.45 if title else 0.1) / height),
+            ncol=len(handles),
+            fontsize=fontsize,
+            frameon=False,
+        )
     for r, (query, neighbours) in enumerate(rows):
         cells = [(0, query)] + [(j + 2, t) for j, t in enumerate(neighbours)]
         for col, tile in cells:

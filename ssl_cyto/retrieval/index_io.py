@@ -22,9 +22,11 @@ from ssl_cyto.formats.embeddings import (
     INDEX_FILE,
     EmbeddingFolder,
     EmbeddingFolderError,
+    MissingEmbeddingsError,
     read_embedding_folder,
 )
 from ssl_cyto.formats.hashing import sha256_file
+from ssl_cyto.formats.shard_index import is_shard_dir
 from ssl_cyto.retrieval.errors import GpuUnavailableError, RetrievalError
 from ssl_cyto.retrieval.faiss_index import (  # faiss comes with the OpenMP setting made there
     METRIC,
@@ -33,6 +35,7 @@ from ssl_cyto.retrieval.faiss_index import (  # faiss comes with the OpenMP sett
     gpu_resources,
     make_index,
     normalize,
+    param_notes,
     set_search_params,
 )
 
@@ -49,9 +52,25 @@ __all__ = [
 
 
 def read_folder(emb_dir: str | os.PathLike, mmap: bool = True) -> EmbeddingFolder:
-    """The embedding folder ``emb_dir``, with its errors as :class:`RetrievalError`."""
+    """The embedding folder ``emb_dir``, with its errors as :class:`RetrievalError`.
+
+    A folder that is not an embedding folder gets the command that makes one, into a folder of its
+    own (never into a shard or image folder).
+    """
     try:
         return read_embedding_folder(emb_dir, mmap=mmap)
+    except MissingEmbeddingsError as exc:
+        folder = Path(emb_dir)
+        if not folder.is_dir():
+            raise RetrievalError(
+                f"{folder / EMBEDDINGS_FILE} not found (no such folder); make the embedding folder with `ssl-cyto embed --model MODEL --data DATA "
+                f"--out {folder}`"
+            ) from exc
+        what = "a shard folder" if is_shard_dir(folder) else "not an embedding folder"
+        raise RetrievalError(
+            f"{folder / EMBEDDINGS_FILE} not found: {folder} is {what}; embed it into a new folder first, e.g. `ssl-cyto embed --model MODEL "
+            f"--data {folder} --out emb/`, then `ssl-cyto index build emb/`"
+        ) from exc
     except EmbeddingFolderError as exc:
         raise RetrievalError(str(exc)) from exc
 
@@ -115,6 +134,7 @@ def build_index(
     zero = int((~(x.any(axis=1))).sum())
     index, p = make_index(x, kind, gpu=gpu, seed=seed, progress=progress, normalized=True, **params)
     seconds = time.perf_counter() - t0
+    notes = param_notes(kind, int(x.shape[0]), params, p)
     out_path = Path(out) if out is not None else folder.path / INDEX_FILE
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
@@ -137,6 +157,7 @@ def build_index(
         "index_bytes": out_path.stat().st_size,
         "built_on_gpu": bool(gpu),
         "build_seconds": round(seconds, 3),
+        "notes": notes,
         "faiss_version": getattr(faiss, "__version__", "unknown"),
         "created": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
     }

@@ -15,7 +15,9 @@ cell ids)::
                       "similarity": 0.987}, ...]}]
 
 ``path`` is the neighbour's absolute image path (``root / path`` of its catalog row);
-``similarity`` is the cosine similarity. :func:`format_table` gives the plain-text table and
+``similarity`` is the cosine similarity. A query image that cannot be read (missing, not an image)
+does not stop the others: its entry is ``{"query": path, "neighbours": [], "error": "<why>"}``
+(``ssl-cyto query`` counts these and exits 3 unless ``--allow-missing``). :func:`format_table` gives the plain-text table and
 ``gallery=PNG`` also draws the query/neighbour grid (:mod:`ssl_cyto.retrieval.gallery`).
 """
 
@@ -30,8 +32,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ssl_cyto.data.images import open_rgb
-from ssl_cyto.embedding.model_spec import load_model
+from ssl_cyto.data.images import ImageDecodeError, open_rgb
+from ssl_cyto.embedding.model_spec import is_random, load_model
 from ssl_cyto.embedding.runner import resolve_device
 from ssl_cyto.formats.embeddings import (
     BACKBONE_DIR,
@@ -40,7 +42,6 @@ from ssl_cyto.formats.embeddings import (
     is_embedding_folder,
     read_embed_json,
 )
-from ssl_cyto.formats.errors import MissingInputError
 from ssl_cyto.models.weights import eval_transform_from_meta
 from ssl_cyto.retrieval.errors import RetrievalError
 from ssl_cyto.retrieval.gallery import QUERY_COLOUR, Tile, frame_for, save_gallery
@@ -49,6 +50,7 @@ from ssl_cyto.retrieval.index_io import load_index, read_folder, search
 __all__ = ["ModelMismatchError", "emb_dir_of", "format_table", "query", "resolve_model"]
 
 QUERY_BATCH = 64
+QUERY_IMAGE_HINT = "check that it is an image file (jpg, png, tif, ...)"
 
 
 class ModelMismatchError(RetrievalError):
@@ -87,12 +89,24 @@ def resolve_model(emb_dir: str | os.PathLike, model: str | None) -> str:
     raise RetrievalError(f"{emb_dir} records no backbone (no backbone/ and no embed.json); pass --model")
 
 
-def _embed_images(
-    paths: Sequence[str], model_spec: str, index_meta: dict, device: str, seed: int
-) -> np.ndarray:
+def _read_queries(paths: Sequence[str]) -> tuple[list[tuple[str, Any]], dict[str, str]]:
+    """The query images that decode, and ``{path: why}`` for the others (never an exception)."""
+    good: list[tuple[str, Any]] = []
+    bad: dict[str, str] = {}
     for p in paths:
-        if not Path(p).exists():
-            raise MissingInputError(f"query image {p} not found")
+        if not Path(p).is_file():
+            bad[p] = f"query image {p} not found" + (" (a folder, not a file)" if Path(p).is_dir() else "")
+            continue
+        try:
+            good.append((p, open_rgb(p, hint=QUERY_IMAGE_HINT)))
+        except (ImageDecodeError, OSError) as exc:
+            bad[p] = str(exc)
+    return good, bad
+
+
+def _embed_images(
+    images: Sequence[tuple[str, Any]], model_spec: str, index_meta: dict, device: str, seed: int
+) -> np.ndarray:
     expected = index_meta.get("weights_sha256")
     if not expected:
         raise ModelMismatchError(
@@ -112,8 +126,8 @@ def _embed_images(
     module = module.to(dev).eval()
     out = []
     with torch.no_grad():
-        for start in range(0, len(paths), QUERY_BATCH):
-            x = torch.stack([transform(open_rgb(p)) for p in paths[start : start + QUERY_BATCH]]).to(dev)
+        for start in range(0, len(images), QUERY_BATCH):
+            x = torch.stack([transform(img) for _, img in images[start : start + QUERY_BATCH]]).to(dev)
             out.append(module(x).float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
@@ -171,7 +185,8 @@ def query(
         nprobe: IVF override; ef_search: HNSW override.
 
     Returns:
-        ``[{"query": str, "neighbours": [{"rank", "cell_id", "path", "label", "similarity"}...]}]``.
+        ``[{"query": str, "neighbours": [{"rank", "cell_id", "path", "label", "similarity"}...]}]``;
+        an image that cannot be read has ``"neighbours": []`` and ``"error"`` (the others go on).
 
     Raises:
         ModelMismatchError: the model differs from the index's.
@@ -195,10 +210,18 @@ def query(
     results: list[dict[str, Any]] = []
     query_tiles: list[tuple[Any, str, Any]] = []  # (image, name, label)
     if image_paths:
-        vecs = _embed_images(image_paths, resolve_model(emb_dir, model), meta, device, seed)
-        sims, ids = search(faiss_index, vecs, k)
-        for p, s, i in zip(image_paths, sims, ids, strict=True):
-            results.append({"query": p, "neighbours": _neighbours(cells, s, i, k, None)})
+        good, bad = _read_queries(image_paths)
+        found: dict[str, list[dict]] = {}
+        if good:
+            vecs = _embed_images(good, resolve_model(emb_dir, model), meta, device, seed)
+            sims, ids = search(faiss_index, vecs, k)
+            for (p, _), s, i in zip(good, sims, ids, strict=True):
+                found[p] = _neighbours(cells, s, i, k, None)
+        for p in image_paths:
+            if p in bad:
+                results.append({"query": p, "neighbours": [], "error": bad[p]})
+            else:
+                results.append({"query": p, "neighbours": found[p]})
             query_tiles.append((p, Path(p).name, None))
     if cell_ids:
         position = pd.Series(np.arange(len(cells)), index=cells["cell_id"].to_numpy())
@@ -222,7 +245,10 @@ def query(
                 )
             )
     if gallery is not None:
-        _draw(results, query_tiles, gallery, meta)
+        shown = [(r, t) for r, t in zip(results, query_tiles, strict=True) if "error" not in r]
+        if shown:
+            random = is_random(folder.model)
+            _draw([r for r, _ in shown], [t for _, t in shown], gallery, dict(meta, random_weights=random))
     return results
 
 
@@ -239,7 +265,12 @@ def _draw(results: list[dict], query_tiles: list[tuple[Any, str, Any]], out: str
             for n in res["neighbours"]
         ]
         rows.append((Tile(image, caption, QUERY_COLOUR), tiles))
-    title = f"Nearest cells by cosine similarity ({meta.get('architecture')}, {meta.get('kind')} index, n={meta.get('n')})"
+    model = (
+        f"{meta.get('architecture')}, random weights"
+        if meta.get("random_weights")
+        else meta.get("architecture")
+    )
+    title = f"Nearest cells by cosine similarity ({model}, {meta.get('kind')} index, n={meta.get('n')})"
     return save_gallery(rows, out, title=title)
 
 
@@ -251,6 +282,10 @@ def format_table(results: list[dict[str, Any]]) -> str:
     """The neighbours as a plain-text table, one block per query."""
     lines = []
     for res in results:
+        if "error" in res:
+            lines.append(f"query: {res['query']}  (not processed: {res['error']})")
+            lines.append("")
+            continue
         lines.append(f"query: {res['query']}")
         lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label':<20}  cell_id")
         for n in res["neighbours"]:

@@ -48,7 +48,9 @@ UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["image"],
-                    "properties": {"image": {"type": "string", "format": "binary", "description": "a cell image"}},
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "a cell image"}
+                    },
                 }
             }
         },
@@ -85,7 +87,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, code, str(exc.detail))
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", f"unexpected server error ({type(exc).__name__}); see the server log")
+        return _error(
+            500, "internal_error", f"unexpected server error ({type(exc).__name__}); see the server log"
+        )
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -98,7 +102,9 @@ def _cell_row(state: ServeState, cell_id: str) -> int:
     if row is None:
         example = state.cell_ids[0] if state.n else ""
         raise ApiError(
-            404, "unknown_cell", f"no indexed cell has the id {cell_id!r} (ids are '<source>/<path>', e.g. {example!r})"
+            404,
+            "unknown_cell",
+            f"no indexed cell has the id {cell_id!r} (ids are '<source>/<path>', e.g. {example!r})",
         )
     return row
 
@@ -185,7 +191,9 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
     guard = make_guard(token)
     info = _info(state, limits, token)
 
-    def require_token(request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
+    def require_token(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+    ) -> None:
         guard(request, credentials)
 
     app = FastAPI(
@@ -209,7 +217,9 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
         if token is None:
             return Response(status_code=204)
         if not token_matches(body.token, token):
-            raise ApiError(401, "wrong_token", "the token is wrong; use the --token / SSL_CYTO_TOKEN of the server")
+            raise ApiError(
+                401, "wrong_token", "the token is wrong; use the --token / SSL_CYTO_TOKEN of the server"
+            )
         out = Response(status_code=204)
         set_cookie(out, token)
         return out
@@ -238,9 +248,9 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
         return await run_in_threadpool(_query_image, part.data, k, label, source)
 
     def _query_image(data: bytes, k: int, label: str | None, source: str | None) -> dict[str, Any]:
-        img, fmt = decode_upload(data, limits)
-        upload = {"format": fmt, "width": img.width, "height": img.height}
-        with state.compute:
+        with state.compute:  # decoding inside too: at most `threads` decoded uploads in memory at once
+            img, fmt = decode_upload(data, limits)
+            upload = {"format": fmt, "width": img.width, "height": img.height}
             vector = state.embed(img)
             return _answer(state, "upload", vector, k, label, source, upload=upload)
 
@@ -265,7 +275,9 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
         """A JPEG thumbnail of the cell (at most 128 pixels a side)."""
         _cell_row(state, cell_id)
         return Response(
-            state.images.thumb(cell_id), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+            state.images.thumb(cell_id),
+            media_type="image/jpeg",
+            headers={"Cache-Control": "private, max-age=3600"},
         )
 
     app.include_router(open_api)

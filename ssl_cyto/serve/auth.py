@@ -37,10 +37,14 @@ def make_guard(token: str | None) -> Callable[[Request, HTTPAuthorizationCredent
         given = credentials.credentials if credentials is not None else request.cookies.get(COOKIE)
         if given is None:
             raise ApiError(
-                401, "missing_token", "this server needs a token: send 'Authorization: Bearer <token>' or log in on the page"
+                401,
+                "missing_token",
+                "this server needs a token: send 'Authorization: Bearer <token>' or log in on the page",
             )
         if not token_matches(given, token):
-            raise ApiError(401, "wrong_token", "the token is wrong; use the --token / SSL_CYTO_TOKEN of the server")
+            raise ApiError(
+                401, "wrong_token", "the token is wrong; use the --token / SSL_CYTO_TOKEN of the server"
+            )
 
     return guard
 

@@ -3,8 +3,8 @@
 A client names a cell by its ``cell_id`` only; the file is looked up from server-side records, never
 from a path the client sends:
 
-1. the shards the cells were embedded from (``embed.json``: ``data_kind == "shards"`` and the
-   ``data`` spec, or a ``shards`` list): a ``key -> (tar, offset, size)`` map is built once at
+1. the shards the cells were embedded from (``embed.json``: ``data_kind == "shards"`` with the
+   ``shards`` folder that ``embed`` records, else ``data_path`` / ``data``): a ``key -> (tar, offset, size)`` map is built once at
    start-up with :mod:`tarfile` (keys from :func:`ssl_cyto.formats.shard_index.cell_key`), so an
    image is one ``seek`` + ``read``;
 2. otherwise the original file ``root / path`` of the cell's ``cells.parquet`` row (a ``roots``
@@ -49,17 +49,20 @@ def _candidates(spec: str, emb_dir: Path) -> list[Path]:
 
 def shard_files_of(embed_meta: dict, emb_dir: Path) -> list[Path]:
     """The shard tars an embedding folder was made from, or ``[]`` if it was not made from shards."""
-    listed = embed_meta.get("shards")
-    if isinstance(listed, list) and listed:
-        found = [p for s in listed for p in _candidates(str(s), emb_dir)[:1] if p.is_file()]
+    recorded = embed_meta.get("shards")  # embed records the shard folder (or a list of tars)
+    if isinstance(recorded, list) and recorded:
+        found = [p for s in recorded for p in _candidates(str(s), emb_dir)[:1] if p.is_file()]
         if found:
             return found
     if embed_meta.get("data_kind") != "shards":
         return []
     specs = [str(embed_meta.get("data") or "")]
+    for key in ("data_path", "shards"):
+        if isinstance(embed_meta.get(key), str):
+            specs.insert(0, str(embed_meta[key]))
     fingerprint = embed_meta.get("fingerprint") or {}
     if fingerprint.get("data"):
-        specs.insert(0, str(fingerprint["data"]))
+        specs.append(str(fingerprint["data"]))
     for spec in specs:
         for cand in _candidates(spec, emb_dir):
             if cand.is_dir() and is_shard_dir(cand):
@@ -148,7 +151,9 @@ class ImageStore:
         try:
             return open_rgb(data, name=f"{cell_id}.{'tiff' if fmt == 'TIFF' else 'img'}")
         except ImageDecodeError:
-            raise ApiError(404, "image_not_found", f"the stored image of {cell_id!r} cannot be decoded") from None
+            raise ApiError(
+                404, "image_not_found", f"the stored image of {cell_id!r} cannot be decoded"
+            ) from None
 
     def image(self, cell_id: str) -> tuple[bytes, str]:
         """``(bytes, media type)`` a browser can show: JPEG/PNG/WEBP as stored, others as PNG."""

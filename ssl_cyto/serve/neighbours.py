@@ -46,7 +46,9 @@ def filter_mask(state: ServeState, label: str | None, source: str | None) -> np.
         hit = state.sources == source
         if not hit.any():
             known = ", ".join(sorted({str(v) for v in state.sources}))
-            raise ApiError(400, "unknown_source", f"no indexed cell comes from the source {source!r}; sources: {known}")
+            raise ApiError(
+                400, "unknown_source", f"no indexed cell comes from the source {source!r}; sources: {known}"
+            )
         mask &= hit
     return mask
 
@@ -55,7 +57,9 @@ def _exact(state: ServeState, q: np.ndarray, rows: np.ndarray, k: int) -> tuple[
     sims = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), EXACT_CHUNK):
         part = rows[start : start + EXACT_CHUNK]
-        sims[start : start + len(part)] = normalize(np.asarray(state.folder.vectors[part], dtype=np.float32)) @ q
+        sims[start : start + len(part)] = (
+            normalize(np.asarray(state.folder.vectors[part], dtype=np.float32)) @ q
+        )
     top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
     top = top[np.lexsort((rows[top], -sims[top]))]
     return sims[top], rows[top]

@@ -121,7 +121,9 @@ def _error(description: str) -> dict[str, Any]:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("bad request: empty, truncated or corrupt image, malformed form, unknown label/source filter"),
+    400: _error(
+        "bad request: empty, truncated or corrupt image, malformed form, unknown label/source filter"
+    ),
     401: _error("missing or wrong token (when the server was started with --token)"),
     404: _error("unknown cell id, or its image is not available"),
     413: _error("upload over --max-bytes, or an image declaring more than --max-pixels"),

@@ -25,7 +25,9 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise ServeError(f"--host {host}: cannot resolve it ({exc.strerror}); use an address like 127.0.0.1") from None
+        raise ServeError(
+            f"--host {host}: cannot resolve it ({exc.strerror}); use an address like 127.0.0.1"
+        ) from None
     family, _, _, _, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -5,7 +5,8 @@ mapped), its FAISS index (:func:`ssl_cyto.retrieval.index_io.load_index`), the m
 embedded with (found as ``ssl-cyto query`` finds it: :func:`ssl_cyto.retrieval.search.resolve_model`,
 loaded by :func:`ssl_cyto.embedding.model_spec.load_model`, refused unless its weights sha256 is
 the one ``index.json`` records), the cells' images (:class:`ssl_cyto.serve.images.ImageStore`) and
-the UMAP coordinates written by ``ssl-cyto umap`` (``EMB_DIR/umap/umap.parquet``) if present.
+the UMAP coordinates written by ``ssl-cyto umap`` (``EMB_DIR/umap/umap.parquet``, or ``OUT/umap/``
+beside the ``OUT/emb/`` of ``ssl-cyto demo``) if present.
 
 The model and index are shared by all request threads; torch and FAISS are capped to ``threads``
 OpenMP threads and at most ``threads`` queries compute at once (:attr:`ServeState.compute`), so
@@ -67,7 +68,9 @@ def _column(cells: pd.DataFrame, name: str) -> np.ndarray:
     if name not in cells.columns:
         return np.full(len(cells), None, dtype=object)
     values = cells[name].astype(object).to_numpy()
-    return np.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values], dtype=object)
+    return np.array(
+        [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values], dtype=object
+    )
 
 
 @dataclass
@@ -122,7 +125,10 @@ class ServeState:
         for label, group in labelled.groupby("label", sort=True):
             source = str(group["source"].value_counts().index[0])
             classes.append({"label": str(label), "name": full_name(source, str(label)), "count": len(group)})
-        sources = [{"source": str(s), "count": int(c)} for s, c in frame["source"].value_counts().sort_index().items()]
+        sources = [
+            {"source": str(s), "count": int(c)}
+            for s, c in frame["source"].value_counts().sort_index().items()
+        ]
         return classes, sources
 
 
@@ -162,15 +168,22 @@ def _emb_dir_of(index_path: Path, index_meta: dict) -> Path:
     recorded = index_meta.get("emb_dir")
     if recorded and (Path(recorded) / "cells.parquet").is_file():
         return Path(recorded)
-    raise ServeError(f"{index_path}: no cells.parquet beside it nor in {recorded}; run `ssl-cyto embed` again")
+    raise ServeError(
+        f"{index_path}: no cells.parquet beside it nor in {recorded}; run `ssl-cyto embed` again"
+    )
 
 
 def _read_umap(emb_dir: Path, position: dict[str, int]) -> pd.DataFrame | None:
-    path = emb_dir / UMAP_FILE
-    if not path.is_file():
-        return None
-    frame = pd.read_parquet(path, columns=["cell_id", "x", "y"])
-    return frame[frame["cell_id"].isin(position.keys())].reset_index(drop=True)
+    """``EMB_DIR/umap/umap.parquet`` (``ssl-cyto umap``'s default), else ``EMB_DIR/../umap/umap.parquet``
+    (where ``ssl-cyto demo`` puts it) if every cell in it is indexed here."""
+    for path in (emb_dir / UMAP_FILE, emb_dir.parent / UMAP_FILE):
+        if not path.is_file():
+            continue
+        frame = pd.read_parquet(path, columns=["cell_id", "x", "y"])
+        known = frame["cell_id"].isin(position.keys())
+        if path.parent.parent == emb_dir or bool(known.all()):
+            return frame[known].reset_index(drop=True)
+    return None
 
 
 def load_state(index: str | Path, device: str = "auto", threads: int | None = None) -> ServeState:
@@ -189,7 +202,9 @@ def load_state(index: str | Path, device: str = "auto", threads: int | None = No
     if not path.exists():
         raise ServeError(f"--index {path}: not found; give the embedding folder written by `ssl-cyto embed`")
     if path.is_dir() and not (path / "index.faiss").is_file():
-        raise ServeError(f"--index {path}: no index.faiss in this folder; build it with `ssl-cyto index build {path}`")
+        raise ServeError(
+            f"--index {path}: no index.faiss in this folder; build it with `ssl-cyto index build {path}`"
+        )
     n_threads = configure_threads(threads)
     dev = resolve_device(device)
     try:
@@ -216,7 +231,9 @@ def load_state(index: str | Path, device: str = "auto", threads: int | None = No
     sources, roots, paths = _column(cells, "source"), _column(cells, "root"), _column(cells, "path")
     embed_meta = folder.embed
     roots_meta = embed_meta.get("roots") if isinstance(embed_meta.get("roots"), dict) else None
-    images = ImageStore(_row_lookup(position, sources, roots, paths), shard_files_of(embed_meta, emb_dir), roots_meta)
+    images = ImageStore(
+        _row_lookup(position, sources, roots, paths), shard_files_of(embed_meta, emb_dir), roots_meta
+    )
     return ServeState(
         emb_dir=emb_dir,
         folder=folder,

@@ -109,13 +109,17 @@ def image_size(data: bytes) -> tuple[str, int, int]:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         if fmt != "TIFF":
             raise ApiError(
-                400, "undecodable_image", f"the upload starts like a {fmt} file but its header is unreadable: {exc}"
+                400,
+                "undecodable_image",
+                f"the upload starts like a {fmt} file but its header is unreadable: {exc}",
             ) from exc
         try:
             width, height = _tiff_size(data)
         except Exception as tiff_exc:  # noqa: BLE001 - tifffile raises many kinds; all mean "bad TIFF"
             raise ApiError(
-                400, "undecodable_image", f"the upload starts like a TIFF file but its header is unreadable: {tiff_exc}"
+                400,
+                "undecodable_image",
+                f"the upload starts like a TIFF file but its header is unreadable: {tiff_exc}",
             ) from exc
     return fmt, int(width), int(height)
 
@@ -135,11 +139,15 @@ def decode_upload(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
     """
     if len(data) > limits.max_bytes:
         raise ApiError(
-            413, "too_many_bytes", f"the upload has {len(data)} bytes; the limit is {limits.max_bytes} (--max-bytes)"
+            413,
+            "too_many_bytes",
+            f"the upload has {len(data)} bytes; the limit is {limits.max_bytes} (--max-bytes)",
         )
     fmt, width, height = image_size(data)
     if width < 1 or height < 1:
-        raise ApiError(400, "undecodable_image", f"the {fmt} header declares an empty image ({width}x{height})")
+        raise ApiError(
+            400, "undecodable_image", f"the {fmt} header declares an empty image ({width}x{height})"
+        )
     if width * height > limits.max_pixels:
         raise ApiError(
             413,
@@ -165,7 +173,9 @@ def decode_upload(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
 async def read_body(stream: AsyncIterator[bytes], content_length: str | None, cap: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``cap`` bytes (nothing is spooled)."""
     too_big = ApiError(
-        413, "too_many_bytes", f"the request body is over {cap} bytes (the image limit --max-bytes plus the form)"
+        413,
+        "too_many_bytes",
+        f"the request body is over {cap} bytes (the image limit --max-bytes plus the form)",
     )
     if content_length is not None:
         try:

@@ -13,12 +13,14 @@ to this signature, so ``--model.init_args.lr`` etc. stay typed and documented fo
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from ssl_cyto.data.loading.seeding import step_seed
 from ssl_cyto.models.factory import backbone_norm, build_backbone, sized_kwargs
 from ssl_cyto.tasks.optim import build_optimizer, param_groups
 from ssl_cyto.tasks.schedule import ScheduleMixin
@@ -91,6 +93,8 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
         )
         self._global_batch: int | None = None
         self._device_views: DeviceViews | None = None
+        self._seeded_step = -1
+        self._micro = 0
 
     @property
     def hp(self) -> Any:
@@ -114,9 +118,30 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
         """PIL RGB -> normalised Tensor at ``input_size`` (resize shorter side, centre crop)."""
         return EvalTransform(self.input_size, self.aug.mean, self.aug.std)
 
+    def seed_step(self) -> int:
+        """Reseed the global torch RNG (CPU and every accelerator) for this training batch.
+
+        The seed is :func:`ssl_cyto.data.loading.seeding.step_seed` of (``seed_everything``'s seed, global
+        rank, global step, micro-batch within the step), so the on-device views and the drop-path /
+        dropout masks of the step differ between ranks and a resumed run draws what the uninterrupted
+        run drew.
+
+        Returns:
+            The seed.
+        """
+        trainer = self.trainer
+        step, rank = int(trainer.global_step), int(trainer.global_rank)
+        self._micro = self._micro + 1 if self._seeded_step == step else 0
+        self._seeded_step = step
+        seed = step_seed(int(os.environ.get("PL_GLOBAL_SEED", 0)), rank, step, self._micro)
+        torch.manual_seed(seed)
+        return seed
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = self._trainer
         training = trainer.training if trainer is not None else self.training
+        if training and trainer is not None:
+            self.seed_step()
         if training and self.hp.augment_on_device:
             if self._device_views is None:
                 self._device_views = DeviceViews(self.view_specs(), self.aug)

@@ -8,9 +8,12 @@ student (:class:`ssl_cyto.tasks.momentum.MomentumTask`: momentum cosine-schedule
 Multi-crop: the teacher sees the 2 global views, the student all views (2 global + N local).
 Collapse is avoided by centring (a moving average of the teacher outputs, synchronised across
 devices: lightly's ``center_mean`` all-reduces under ``torch.distributed``) and sharpening (a low
-teacher temperature, warmed up linearly from ``warmup_teacher_temp``). The last head layer is frozen
-during the first ``freeze_last_layer`` epochs, the student gradients are clipped to ``clip_grad``
-and weight decay follows a cosine schedule from ``weight_decay`` to ``weight_decay_end``.
+teacher temperature, warmed up linearly from ``warmup_teacher_temp``). The loss runs in float32 under
+mixed precision (:mod:`ssl_cyto.tasks.precision`). As in the paper's code (``utils.clip_gradients``
+then ``cancel_gradients_last_layer``), each student parameter's gradient is clipped to norm
+``clip_grad`` on its own, then the last head layer's gradient is dropped during the first
+``freeze_last_layer`` epochs (``clip_mode="global"``: one norm over all student gradients instead).
+Weight decay follows a cosine schedule from ``weight_decay`` to ``weight_decay_end``.
 
 The teacher, its head and the loss centre are sub-modules / buffers, so they are saved in and
 restored from checkpoints. :meth:`DINO.export_backbone` returns the teacher backbone (the network
@@ -19,10 +22,9 @@ DINO evaluates).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from lightly.loss import DINOLoss
 from lightly.models.modules.heads import DINOProjectionHead
 from lightly.models.utils import deactivate_requires_grad
 from torch import nn
@@ -30,6 +32,7 @@ from torch import nn
 from ssl_cyto.formats.errors import InputError
 from ssl_cyto.models.factory import takes_any_size
 from ssl_cyto.tasks.momentum import MomentumTask
+from ssl_cyto.tasks.precision import DINOLoss32
 from ssl_cyto.tasks.schedule import cosine_at
 from ssl_cyto.transforms import ViewSpec
 
@@ -57,8 +60,10 @@ class DINO(MomentumTask):
         momentum_teacher: EMA momentum at the start (cosine-scheduled to 1; an argument of
             :class:`~ssl_cyto.tasks.momentum.MomentumTask`, default 0.996).
         weight_decay_end: weight decay at the end of the cosine weight-decay schedule.
-        clip_grad: max global norm of the student gradients (0 disables; the Trainer's
-            ``gradient_clip_val`` takes precedence when set).
+        clip_grad: max norm of each student parameter's gradient (0 disables; the Trainer's
+            ``gradient_clip_val`` takes precedence when set, with Lightning's algorithm).
+        clip_mode: ``per_parameter`` (the paper: each gradient to norm ``clip_grad``) or ``global``
+            (the norm of all student gradients together).
         lr: base learning rate (DINO's default 5e-4 per 256 images).
         weight_decay: weight decay at the start of the cosine weight-decay schedule.
         **kwargs: the other shared arguments (``backbone``, ``input_size``, ...): see
@@ -85,6 +90,7 @@ class DINO(MomentumTask):
         center_momentum: float = 0.9,
         weight_decay_end: float = 0.4,
         clip_grad: float = 3.0,
+        clip_mode: Literal["per_parameter", "global"] = "per_parameter",
         lr: float = 5e-4,
         weight_decay: float = 0.04,
         **kwargs: Any,
@@ -97,7 +103,7 @@ class DINO(MomentumTask):
         self.teacher_head = self._head()
         self.teacher_head.load_state_dict(self.student_head.state_dict())
         deactivate_requires_grad(self.teacher_head)
-        self.criterion = DINOLoss(
+        self.criterion = DINOLoss32(
             output_dim=head_output_dim,
             teacher_temp=teacher_temp,
             warmup_teacher_temp=warmup_teacher_temp,
@@ -195,10 +201,29 @@ class DINO(MomentumTask):
         gradient_clip_val: int | float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Drop the last head layer's gradients during the first epochs, then clip the student's."""
-        self.student_head.cancel_last_layer_gradients(self.current_epoch)
-        clip = gradient_clip_val if gradient_clip_val else self.hp.clip_grad
-        if clip and clip > 0:
+        """Clip the student's gradients, then drop the last head layer's during the first epochs
+        (the paper's order). The Trainer's ``gradient_clip_val``, when set, clips with Lightning's
+        algorithm instead of ``clip_grad`` / ``clip_mode``."""
+        if gradient_clip_val:
             self.clip_gradients(
-                optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm
+                optimizer,
+                gradient_clip_val=gradient_clip_val,
+                gradient_clip_algorithm=gradient_clip_algorithm,
             )
+        elif self.hp.clip_grad and self.hp.clip_grad > 0:
+            if self.hp.clip_mode == "global":
+                self.clip_gradients(
+                    optimizer, gradient_clip_val=self.hp.clip_grad, gradient_clip_algorithm="norm"
+                )
+            else:
+                clip_per_parameter(self.parameters(), float(self.hp.clip_grad))
+        self.student_head.cancel_last_layer_gradients(self.current_epoch)
+
+
+@torch.no_grad()
+def clip_per_parameter(params: Any, clip: float) -> None:
+    """Scale each gradient whose L2 norm exceeds ``clip`` to norm ``clip`` (DINO's
+    ``utils.clip_gradients``, Caron et al. 2021: ``g *= clip / (||g|| + 1e-6)`` when that is < 1)."""
+    for p in params:
+        if p.grad is not None:  # no host sync: a factor of exactly 1 leaves a small gradient as it is
+            p.grad.mul_((clip / (p.grad.norm(2) + 1e-6)).clamp(max=1.0))

@@ -8,7 +8,7 @@ student after every optimiser step::
 
 with the momentum ``m`` cosine-scheduled from ``momentum_teacher`` to 1 over the run (BYOL's and
 DINO's schedule; :meth:`ssl_cyto.tasks.schedule.ScheduleMixin.run_fraction` measures the run in
-steps or wall time). This base builds the teacher backbone (a frozen copy of the student), updates
+steps, the same on every rank). This base builds the teacher backbone (a frozen copy of the student), updates
 every (student, teacher) pair of :meth:`MomentumTask.momentum_pairs` with lightly's
 :func:`~lightly.models.utils.update_momentum`, and logs ``train/teacher_momentum``. A method adds its
 heads to the pairs; the teacher is a sub-module, so it is saved in and restored from checkpoints.

@@ -26,7 +26,9 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     ]
 
 
-def build_optimizer(name: str, groups: list[dict[str, Any]], lr: float, momentum: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, groups: list[dict[str, Any]], lr: float, momentum: float
+) -> torch.optim.Optimizer:
     """``lars`` (large batches; lightly's LARS), ``adamw`` or ``sgd`` over ``groups``.
 
     Raises:

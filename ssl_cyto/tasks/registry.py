@@ -53,5 +53,7 @@ def demo_config(name: str) -> Path:
     """
     path = CONFIG_DIR / f"demo_{_check(name)}.yaml"
     if not path.is_file():
-        raise MissingInputError(f"method {name!r} has no demo config: {path} is missing (add demo_{name}.yaml)")
+        raise MissingInputError(
+            f"method {name!r} has no demo config: {path} is missing (add demo_{name}.yaml)"
+        )
     return path

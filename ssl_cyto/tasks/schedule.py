@@ -5,11 +5,15 @@ Goyal et al. 2017; SimCLR and DINO both state base rates this way), or ``lr * sq
 (``"sqrt"``), or ``lr`` (``"none"``), where ``global_batch = batch size per device x devices x
 gradient accumulation`` is measured from the first training batch.
 
-Every schedule is a pure function of ``trainer.global_step`` (and of the wall-time fraction when the
-trainer has a ``max_time``), so resuming from a checkpoint continues it exactly. The curves are
-lightly's (:func:`lightly.utils.scheduler.linear_warmup_schedule` and
-:func:`~lightly.utils.scheduler.cosine_schedule`); the run fraction is mapped onto a grid of
-:data:`GRID` steps, so a wall-time-capped run decays on the same curve as a step-capped one.
+Every schedule is a pure function of ``trainer.global_step`` and of the run's length in steps, so
+every rank computes the same values and resuming from a checkpoint continues them exactly. A
+time-capped run (``trainer.max_time``) has its length in steps fixed once, the same on every rank,
+by :class:`ssl_cyto.training.callbacks.step_budget.StepBudget`, which sets :attr:`ScheduleMixin.step_budget`
+(until then - the first few timed steps, inside the warm-up in practice - the length is the one the
+trainer estimates). Wall time is never read: each rank's own clock would give each rank its own
+learning rate (issue 11). The curves are lightly's (:func:`lightly.utils.scheduler.linear_warmup_schedule`
+and :func:`~lightly.utils.scheduler.cosine_schedule`); the run fraction is mapped onto a grid of
+:data:`GRID` steps.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import math
 from typing import Any
 
 from lightly.utils.scheduler import cosine_schedule, linear_warmup_schedule
-from pytorch_lightning.callbacks import Timer
 
 #: Resolution of the run-fraction grid the cosine schedules are evaluated on.
 GRID = 10**6
@@ -38,25 +41,20 @@ class ScheduleMixin:
     hp: Any
     _global_batch: int | None = None
 
-    def total_steps(self) -> int:
-        """Optimiser steps of the whole run (``trainer.estimated_stepping_batches``; 10**6 if open-ended)."""
-        steps = self.trainer.estimated_stepping_batches
-        return max(1, int(steps)) if math.isfinite(steps) else 10**6
+    #: Run length in optimiser steps fixed by ``StepBudget`` for a time-capped run (None: not fixed).
+    step_budget: int | None = None
 
-    def time_fraction(self) -> float:
-        """Wall-time fraction of the run in [0, 1] when the trainer has a ``max_time``, else 0."""
-        for cb in getattr(self.trainer, "callbacks", None) or []:
-            if isinstance(cb, Timer):
-                elapsed, remaining = cb.time_elapsed("train"), cb.time_remaining("train")
-                if remaining is not None and elapsed + remaining > 0:
-                    return min(1.0, elapsed / (elapsed + remaining))
-        return 0.0
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run: :attr:`step_budget` when set, else
+        ``trainer.estimated_stepping_batches`` (10**6 if open-ended)."""
+        steps = self.trainer.estimated_stepping_batches
+        total = max(1, int(steps)) if math.isfinite(steps) else 10**6
+        return min(total, int(self.step_budget)) if self.step_budget else total
 
     def run_fraction(self, step: int) -> float:
-        """How far the run is, in [0, 1]: the larger of the step fraction and the wall-time fraction.
-        Schedules (LR, DINO momentum and weight decay) use it, so a time-capped run (``ssl-cyto demo``,
-        ``trainer.max_time``) still completes its decay before the time is up."""
-        return max(min(1.0, step / self.total_steps()), self.time_fraction())
+        """How far the run is, in [0, 1]: ``step / total_steps()``. The DINO momentum and weight-decay
+        schedules use it; a pure function of the step on every rank."""
+        return min(1.0, step / self.total_steps())
 
     def steps_per_epoch(self) -> float:
         """Optimiser steps per epoch (from the train loader's length, else total steps / max_epochs)."""
@@ -78,14 +76,18 @@ class ScheduleMixin:
     def warmup_length(self) -> int:
         """Warm-up steps: ``warmup_steps`` when set, else ``warmup_epochs`` x steps per epoch."""
         h = self.hp
-        warm = h.warmup_steps if h.warmup_steps is not None else int(round(h.warmup_epochs * self.steps_per_epoch()))
+        warm = (
+            h.warmup_steps
+            if h.warmup_steps is not None
+            else int(round(h.warmup_epochs * self.steps_per_epoch()))
+        )
         return min(int(warm), self.total_steps() - 1)
 
     def lr_at(self, step: int, batch_size: int) -> float:
         """Linear warm-up to the peak (step ``i`` at ``(i + 1) / warm``), then cosine decay to
-        ``min_lr_ratio * peak`` over the rest of the run (or of its wall time)."""
+        ``min_lr_ratio * peak`` over the rest of the run."""
         total, peak, warm = self.total_steps(), self.peak_lr(batch_size), self.warmup_length()
         if step < warm and peak > 0:
             return float(linear_warmup_schedule(step + 1, warm, 0.0, peak))
-        progress = max(min(1.0, (step - warm) / max(1, total - warm)), self.time_fraction())
+        progress = min(1.0, (step - warm) / max(1, total - warm))
         return cosine_at(progress, peak, self.hp.min_lr_ratio * peak)

@@ -3,7 +3,8 @@ Visual Representations", ICML) built from lightly parts.
 
 Two augmented views of each cell go through the backbone and a projection MLP
 (:class:`lightly.models.modules.heads.SimCLRProjectionHead`); the NT-Xent loss
-(:class:`lightly.loss.NTXentLoss`) pulls the two views of a cell together and pushes every other
+(:class:`lightly.loss.NTXentLoss`, computed in float32 under mixed precision:
+:mod:`ssl_cyto.tasks.precision`) pulls the two views of a cell together and pushes every other
 view in the global batch away (``gather_distributed=True``: negatives from all devices).
 
 By default both views go through the network as ONE batch (``concat_views=True``) so BatchNorm
@@ -16,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightly.loss import NTXentLoss
 from lightly.models.modules.heads import SimCLRProjectionHead
 
 from ssl_cyto.tasks.base import SSLTask
+from ssl_cyto.tasks.precision import NTXentLoss32
 from ssl_cyto.transforms import ViewSpec
 
 
@@ -59,7 +60,7 @@ class SimCLR(SSLTask):
         self.projection_head = SimCLRProjectionHead(
             self.embed_dim, projection_hidden_dim, projection_dim, num_layers=projection_layers
         )
-        self.criterion = NTXentLoss(temperature=temperature, gather_distributed=True)
+        self.criterion = NTXentLoss32(temperature=temperature, gather_distributed=True)
 
     def view_specs(self) -> list[ViewSpec]:
         spec = ViewSpec(self.input_size, tuple(self.hp.crop_scale), self.hp.blur_p)

@@ -12,17 +12,21 @@ On top of LightningCLI this entry point adds (all overridable from YAML or the c
 
 * ``checkpoint:`` a :class:`~ssl_cyto.training.callbacks.LastCheckpoint` writing
   ``<trainer.default_root_dir>/checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and
-  at every epoch end. Rerunning the same command resumes automatically from the newest of ``last.ckpt``
-  and Lightning's SLURM ``hpc_ckpt_*.ckpt`` (model, optimiser, schedulers, DINO teacher and centre,
-  global step, callback states); ``--run.resume=false`` starts afresh, ``--ckpt_path=X`` resumes from X.
+  at every epoch end. Rerunning the same command resumes automatically from the checkpoint with the
+  highest global step that loads (:func:`~ssl_cyto.training.preemption.find_resume_checkpoint`; model,
+  optimiser, schedulers, DINO teacher and centre, global step, callback states); ``--run.resume=false``
+  starts afresh, ``--ckpt_path=X`` resumes from X. Every checkpoint is written atomically.
+* ``preemption:`` :class:`~ssl_cyto.training.callbacks.preemption.Preemption`: on SIGUSR1 (SLURM's
+  ``--signal=SIGUSR1@90``) or SIGTERM every rank stops at the next step boundary after one ``last.ckpt``,
+  rank 0 calls ``scontrol requeue $SLURM_JOB_ID`` once under SLURM, and the run exits (the CLI: 130).
+  Lightning's own requeue is off (``SLURMEnvironment(auto_requeue=False)``).
 * ``knn:`` :class:`~ssl_cyto.training.callbacks.OnlineKNN`, ``guard:``
   :class:`~ssl_cyto.training.callbacks.CollapseGuard`, ``throughput:``
   :class:`~ssl_cyto.training.callbacks.Throughput`.
 * ``run.logger``: ``csv`` (default), ``wandb``, ``both`` or ``none`` (or set ``trainer.logger`` to a
   ``class_path`` yourself); see :mod:`ssl_cyto.training.loggers`.
-* Under SLURM (``SLURM_NTASKS`` set by ``srun``) Lightning selects ``SLURMEnvironment(auto_requeue=True)``
-  itself: on ``SIGUSR1`` (``#SBATCH --signal=SIGUSR1@90``) it writes ``hpc_ckpt_N.ckpt`` into
-  ``default_root_dir`` and calls ``scontrol requeue $SLURM_JOB_ID``; the requeued job resumes from it.
+* Launch: SLURM (``srun``), torchrun (``TorchElasticEnvironment``) or one process per device started by
+  Lightning; see docs/training.md.
 
 Python: :func:`run_fit` takes the same arguments and returns the path of the final ``last.ckpt``; the
 command line (:mod:`ssl_cyto.cli.fit`) calls it.
@@ -37,11 +41,14 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import yaml
+from jsonargparse import ArgumentError
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
 from ssl_cyto.data.datamodule import CellDataModule
@@ -57,6 +64,7 @@ from ssl_cyto.training.callbacks import (
     TrainingStopped,
     guards,
 )
+from ssl_cyto.training.callbacks.preemption import Preemption
 from ssl_cyto.training.loggers import (
     LOGGER_CHOICES,
     finish_wandb,
@@ -65,43 +73,44 @@ from ssl_cyto.training.loggers import (
     wandb_mode,
     wandb_run_id,
 )
+from ssl_cyto.training.preemption import CHECKPOINT_DIR, Preempted, cluster_plugins, find_resume_checkpoint
 
 __all__ = [
     "CHECKPOINT_DIR",
     "LOGGER_CHOICES",
     "FitError",
+    "FitOutcome",
     "SSLCytoCLI",
     "build_cli",
     "config_hash",
     "find_resume_checkpoint",
+    "fit_outcome",
     "run_fit",
     "wandb_logged_in",
     "wandb_mode",
     "wandb_run_id",
 ]
 
-CHECKPOINT_DIR = "checkpoints"
+#: Lightning's warning when a datamodule has a val_dataloader but the task no validation_step: the
+#: labelled validation subset is read by the OnlineKNN / CollapseGuard callbacks instead, so it misleads.
+_VAL_LOOP_WARNING = "You passed in a `val_dataloader` but have no `validation_step`"
 
 
 class FitError(InputError):
     """A fit configuration that cannot run (the message names the key and the fix)."""
 
 
-def find_resume_checkpoint(root_dir: str | os.PathLike[str]) -> str | None:
-    """The checkpoint a rerun resumes from: the newest of ``checkpoints/last.ckpt`` and ``hpc_ckpt_*.ckpt``.
+@dataclass
+class FitOutcome:
+    """How a fit ended.
 
-    Args:
-        root_dir: the run's ``trainer.default_root_dir``.
-
-    Returns:
-        A path, or ``None`` for a fresh run.
+    Attributes:
+        checkpoint: the last checkpoint written (``""`` after ``fast_dev_run``).
+        preempted: the preemption that stopped the run early (``None`` when it ran to its end).
     """
-    root = Path(root_dir)
-    candidates = [root / CHECKPOINT_DIR / "last.ckpt", *map(Path, glob.glob(str(root / "hpc_ckpt_*.ckpt")))]
-    existing = [p for p in candidates if p.is_file() and p.stat().st_size > 0]
-    if not existing:
-        return None
-    return str(max(existing, key=lambda p: p.stat().st_mtime))
+
+    checkpoint: str
+    preempted: Preempted | None = None
 
 
 def config_hash(config: Any) -> str:
@@ -158,12 +167,23 @@ class SSLCytoCLI(LightningCLI):
             "--run.resume",
             type=bool,
             default=True,
-            help="resume from <default_root_dir>/checkpoints/last.ckpt (or a newer hpc_ckpt) when present",
+            help="resume from the checkpoint with the highest global step under <default_root_dir> when present",
         )
         parser.add_lightning_class_args(LastCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Preemption, "preemption")
         parser.add_lightning_class_args(OnlineKNN, "knn")
         parser.add_lightning_class_args(CollapseGuard, "guard")
         parser.add_lightning_class_args(Throughput, "throughput")
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse; a bad key or value is one line naming it (not the whole usage) and a FitError."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()][:2] or ["invalid arguments"]
+            first = " ".join(lines)
+            first = first if len(first) <= 300 else first[:297] + "..."
+            raise FitError(f"fit: {first} (every key: ssl-cyto fit --help-full)") from exc
 
     # ---- configuration -------------------------------------------------------------------------------
     def _sub(self) -> Any:
@@ -195,6 +215,7 @@ class SSLCytoCLI(LightningCLI):
             run = self._sub().run
             name = run.name or f"{self.method}-{Path(self.root_dir).resolve().name}"
             kwargs["logger"] = make_loggers(run.logger, self.root_dir, name, run.project, run.entity)
+        kwargs["plugins"] = cluster_plugins(cfg.get("plugins"))
         return super().instantiate_trainer(**kwargs)
 
     # ---- the fit subcommand with automatic resume (Lightning looks `fit` up on the CLI by name) -----
@@ -205,6 +226,8 @@ class SSLCytoCLI(LightningCLI):
             ckpt_path = find_resume_checkpoint(self.root_dir)
             if ckpt_path and self.trainer.is_global_zero:
                 print(f"ssl-cyto fit: resuming from {ckpt_path}", file=sys.stderr, flush=True)
+        if ckpt_path is None:
+            _refuse_stray_hpc_checkpoints(self.root_dir)
         self.resumed_from = ckpt_path
         try:
             self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kw)
@@ -226,6 +249,7 @@ def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: b
     # We pass argv explicitly on purpose (ssl-cyto strips the `fit` word); sys.argv is left untouched
     # because Lightning's DDP launcher re-runs it for the other ranks.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    warnings.filterwarnings("ignore", message=_VAL_LOOP_WARNING)
     args = list(argv)
     if run:
         args = ["fit", *args]
@@ -239,11 +263,22 @@ def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: b
         seed_everything_default=0,
         auto_configure_optimizers=False,  # the tasks own their optimiser and per-step LR schedule
         trainer_defaults={"num_sanity_val_steps": 0},
-        parser_kwargs={"prog": "ssl-cyto"},
+        parser_kwargs={"prog": "ssl-cyto", "exit_on_error": False},
         args=args,
         run=run,
         extra_callbacks=callbacks,
     )
+
+
+def _refuse_stray_hpc_checkpoints(root_dir: str) -> None:
+    """Under SLURM, Lightning loads ``hpc_ckpt_*.ckpt`` by itself when no checkpoint is passed: refuse a
+    fresh start beside such files (from an older release), which would not be fresh."""
+    stray = sorted(glob.glob(os.path.join(root_dir, "hpc_ckpt_*.ckpt")))
+    if stray and SLURMEnvironment.detect():
+        raise FitError(
+            f"{stray[0]} (and {len(stray) - 1} more) would be loaded by Lightning under SLURM, but it is "
+            f"not resumable or --run.resume=false; move the hpc_ckpt_*.ckpt files out of {root_dir}"
+        )
 
 
 def _final_checkpoint(cli: SSLCytoCLI) -> str:
@@ -262,6 +297,20 @@ def _final_checkpoint(cli: SSLCytoCLI) -> str:
     return found
 
 
+def fit_outcome(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> FitOutcome:
+    """Train as ``ssl-cyto fit ARGV`` would and say how it ended (finished, or preempted).
+
+    Raises:
+        ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
+        FitError: a bad configuration (one line naming the key), or no checkpoint was written.
+    """
+    try:
+        cli = build_cli(argv, callbacks=callbacks, run=True)
+    except Preempted as stop:
+        return FitOutcome(checkpoint=stop.path or "", preempted=stop)
+    return FitOutcome(checkpoint=_final_checkpoint(cli))
+
+
 def run_fit(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> str:
     """Train as ``ssl-cyto fit ARGV`` would; returns the path of the final ``last.ckpt``.
 
@@ -270,8 +319,9 @@ def run_fit(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> str:
 
     Raises:
         ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
-        FitError: training finished without writing a checkpoint.
-        SystemExit: a bad configuration (the parser printed the key and the problem).
+        FitError: a bad configuration (one line naming the key), or no checkpoint was written.
+
+    A preempted run (SIGUSR1 / SIGTERM) returns the checkpoint it saved; :func:`fit_outcome` tells
+    the two apart.
     """
-    cli = build_cli(argv, callbacks=callbacks, run=True)
-    return _final_checkpoint(cli)
+    return fit_outcome(argv, callbacks).checkpoint

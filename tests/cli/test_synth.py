@@ -32,4 +32,4 @@ def test_unwritable_output_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main(["data", "synth", str(blocker / "out"), "--layout", "folder", "--per-class", "1"]) == 2
-    assert "cannot write" in capsys.readouterr().err
+    assert "cannot create" in capsys.readouterr().err

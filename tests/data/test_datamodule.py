@@ -81,7 +81,7 @@ def test_source_weights_in_the_sampler(synth_aml: Path, synth_bm: Path, tmp_path
     dm = make_dm(str(path), batch_size=8, source_weights={"bm-mll": 0.0}, batches_per_epoch=6)
     sampler = dm.train_dataloader().sampler
     assert isinstance(sampler, torch.utils.data.DistributedSampler) and len(sampler) == 48
-    assert {cat["source"][i] for i in sampler} == {"aml-lmu"}
+    assert {cat["source"][i] for i, _seed in sampler} == {"aml-lmu"}  # items are (index, view seed)
 
 
 # ------------------------------------------------------------------------------------------- val

@@ -121,19 +121,20 @@ def test_eval_skips_corrupt_images_at_read_time(tmp_path: Path) -> None:
     loader = loading.eval_loader(cat, Eval(), batch_size=1)
     ids = [r["cell_id"] for _, rows in loader for r in rows]
     assert ids == ["f/ok.png"]
-    assert [s["cell_id"] for s in loader.skipped] == ["f/bad.jpg"] and "bad.jpg" in loader.skipped[0]["reason"]
+    assert [s["cell_id"] for s in loader.skipped] == ["f/bad.jpg"] and "bad.jpg" in loader.skipped[0][
+        "reason"
+    ]
 
 
 def test_source_weights_in_the_shard_stream(shard_dir: Path) -> None:
     import json
-    import random
 
     cls = loading.ShardTrainStream
     res = loading.resolve_data(str(shard_dir))
 
     def shares(weights: dict[str, float]) -> dict[str, float]:
-        stream = cls(res.urls, TwoViews(), 4, 1, source_weights=weights, known_sources=set(res.sources))  # type: ignore[arg-type]
-        it = stream._samples(random.Random(0), 0)
+        stream = cls(res.urls, TwoViews(), 4, 1, source_weights=weights, known_sources=set(res.sources), counts=res.counts)  # type: ignore[arg-type]
+        it = stream.reader_samples(epoch=0, worker=0, n_workers=1)
         srcs = [json.loads(next(it)["json"])["source"] for _ in range(1500)]
         return {s: srcs.count(s) / len(srcs) for s in ("aml-lmu", "bm-mll")}
 

@@ -95,7 +95,12 @@ def huge_png(width: int = 10_000, height: int = 10_000) -> bytes:
 
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
     raw = (b"\x00" + b"\x00" * ((width + 7) // 8)) * height
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def tiff_declaring(width: int = 20_000, height: int = 20_000) -> bytes:
@@ -133,7 +138,18 @@ def running_server(emb: Path, token: str | None = None, timeout: float = 120) ->
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if token:
         env["SSL_CYTO_TOKEN"] = token
-    cmd = [sys.executable, "-m", "ssl_cyto", "serve", "--index", str(emb), "--port", str(port), "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssl_cyto",
+        "serve",
+        "--index",
+        str(emb),
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

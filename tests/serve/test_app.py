@@ -22,7 +22,9 @@ def cell_url(cell_id: str, what: str) -> str:
 
 
 def upload(client: TestClient, data: bytes, name: str = "cell.tiff", query_string: str = "k=5", **kw: object):
-    return client.post(f"/api/query?{query_string}", files={"image": (name, data, "application/octet-stream")}, **kw)
+    return client.post(
+        f"/api/query?{query_string}", files={"image": (name, data, "application/octet-stream")}, **kw
+    )
 
 
 def assert_error(response, status: int, code: str) -> None:
@@ -45,7 +47,11 @@ def test_health_and_info(client: TestClient, state: ServeState) -> None:
     assert sum(c["count"] for c in info["classes"]) == state.n
     assert {s["source"] for s in info["sources"]} == {"aml-lmu"}
     assert all(c["name"] for c in info["classes"])
-    assert info["limits"] == {"max_bytes": SMALL_LIMITS.max_bytes, "max_pixels": SMALL_LIMITS.max_pixels, "k_max": 1000}
+    assert info["limits"] == {
+        "max_bytes": SMALL_LIMITS.max_bytes,
+        "max_pixels": SMALL_LIMITS.max_pixels,
+        "k_max": 1000,
+    }
     assert "/" not in info["index"]["folder"]
 
 
@@ -82,7 +88,9 @@ def test_neighbours_of_a_cell_exclude_itself(client: TestClient, a_cell: tuple[s
     assert sims == sorted(sims, reverse=True)
 
 
-def test_cell_neighbours_match_the_cli_query(client: TestClient, serve_emb: Path, a_cell: tuple[str, Path]) -> None:
+def test_cell_neighbours_match_the_cli_query(
+    client: TestClient, serve_emb: Path, a_cell: tuple[str, Path]
+) -> None:
     cell_id, _ = a_cell
     cli = query(index=serve_emb, cell_ids=[cell_id], k=6)[0]["neighbours"]
     api = client.get(cell_url(cell_id, "neighbours") + "?k=6").json()["neighbours"]
@@ -97,7 +105,9 @@ def test_paths_are_relative_to_the_source_root(client: TestClient, a_cell: tuple
         assert n["cell_id"].endswith(n["path"])
 
 
-def test_rgba_tiff_upload_gets_the_cli_neighbours(client: TestClient, serve_emb: Path, a_cell: tuple[str, Path]) -> None:
+def test_rgba_tiff_upload_gets_the_cli_neighbours(
+    client: TestClient, serve_emb: Path, a_cell: tuple[str, Path]
+) -> None:
     cell_id, path = a_cell
     assert Image.open(path).mode == "RGBA"
     r = upload(client, path.read_bytes(), name="whatever.png", query_string="k=5")
@@ -107,7 +117,9 @@ def test_rgba_tiff_upload_gets_the_cli_neighbours(client: TestClient, serve_emb:
     cli = query([path], index=serve_emb, k=5)[0]["neighbours"]
     assert [n["cell_id"] for n in body["neighbours"]] == [n["cell_id"] for n in cli]
     assert body["neighbours"][0]["cell_id"] == cell_id  # the cell itself is indexed
-    assert [n["similarity"] for n in body["neighbours"]] == pytest.approx([n["similarity"] for n in cli], abs=1e-5)
+    assert [n["similarity"] for n in body["neighbours"]] == pytest.approx(
+        [n["similarity"] for n in cli], abs=1e-5
+    )
 
 
 def test_16bit_png_upload_gets_the_cli_neighbours(
@@ -132,10 +144,14 @@ def test_other_formats_are_accepted(client: TestClient, a_cell: tuple[str, Path]
     assert r.json()["upload"]["format"] == fmt
 
 
-def test_filters_return_k_matching_cells(client: TestClient, state: ServeState, a_cell: tuple[str, Path]) -> None:
+def test_filters_return_k_matching_cells(
+    client: TestClient, state: ServeState, a_cell: tuple[str, Path]
+) -> None:
     label = str(state.labels[0])
     n_label = int((state.labels == label).sum())
-    r = upload(client, a_cell[1].read_bytes(), query_string=f"k={n_label}&label={quote(label)}&source=aml-lmu")
+    r = upload(
+        client, a_cell[1].read_bytes(), query_string=f"k={n_label}&label={quote(label)}&source=aml-lmu"
+    )
     body = r.json()
     assert r.status_code == 200 and body["label"] == label and body["source"] == "aml-lmu"
     assert len(body["neighbours"]) == n_label and all(n["label"] == label for n in body["neighbours"])
@@ -163,7 +179,7 @@ def test_umap_absent_gives_a_hint(client: TestClient) -> None:
 
 def test_page_is_served_offline(client: TestClient) -> None:
     page = client.get("/")
-    assert page.status_code == 200 and "<script src=\"/static/app.js\">" in page.text
+    assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
     for asset in ("/static/app.js", "/static/app.css"):
         r = client.get(asset)
         assert r.status_code == 200
@@ -182,7 +198,9 @@ def test_page_is_served_offline(client: TestClient) -> None:
     ],
     ids=["empty", "text-named-jpg", "png-10000x10000", "tiff-declares-20000x20000", "over-byte-limit"],
 )
-def test_bad_uploads(client: TestClient, a_cell: tuple[str, Path], data: bytes, name: str, status: int, code: str) -> None:
+def test_bad_uploads(
+    client: TestClient, a_cell: tuple[str, Path], data: bytes, name: str, status: int, code: str
+) -> None:
     assert_error(upload(client, data, name=name), status, code)
     assert_still_serving(client, a_cell[0])
 
@@ -199,8 +217,18 @@ def test_truncated_uploads(client: TestClient, a_cell: tuple[str, Path]) -> None
 def test_form_problems(client: TestClient, a_cell: tuple[str, Path]) -> None:
     data = a_cell[1].read_bytes()
     assert_error(client.post("/api/query", files={"file": ("c.tiff", data)}), 400, "missing_image")
-    assert_error(client.post("/api/query", content=data, headers={"content-type": "image/tiff"}), 415, "not_multipart")
-    assert_error(client.post("/api/query", content=b"--x\r\nbroken", headers={"content-type": "multipart/form-data; boundary=x"}), 400, "missing_image")
+    assert_error(
+        client.post("/api/query", content=data, headers={"content-type": "image/tiff"}), 415, "not_multipart"
+    )
+    assert_error(
+        client.post(
+            "/api/query",
+            content=b"--x\r\nbroken",
+            headers={"content-type": "multipart/form-data; boundary=x"},
+        ),
+        400,
+        "missing_image",
+    )
 
 
 @pytest.mark.parametrize("k", ["0", str(10**9), "-3", "ten"])
@@ -210,7 +238,9 @@ def test_k_is_bounded(client: TestClient, a_cell: tuple[str, Path], k: str) -> N
     assert_still_serving(client, a_cell[0])
 
 
-def test_k_above_the_cell_count_gives_every_other_cell(client: TestClient, state: ServeState, a_cell: tuple[str, Path]) -> None:
+def test_k_above_the_cell_count_gives_every_other_cell(
+    client: TestClient, state: ServeState, a_cell: tuple[str, Path]
+) -> None:
     r = client.get(cell_url(a_cell[0], "neighbours") + "?k=1000")
     assert r.status_code == 200 and len(r.json()["neighbours"]) == state.n - 1
 

@@ -36,9 +36,16 @@ def start_browser(user_data: str):
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-        f"--user-data-dir={user_data}", "--window-size=1400,1000",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={user_data}",
+        "--window-size=1400,1000",
     ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -72,7 +79,9 @@ def test_upload_then_click_shows_the_api_neighbours(serve_emb: Path, a_cell: tup
             assert expected[0]["label_name"] in text and "sim " in text
 
             clicked = expected_ids[1]
-            after = httpx.get(f"{url}/api/cells/{quote(clicked, safe='')}/neighbours?k={K}", timeout=60).json()
+            after = httpx.get(
+                f"{url}/api/cells/{quote(clicked, safe='')}/neighbours?k={K}", timeout=60
+            ).json()
             after_ids = [n["cell_id"] for n in after["neighbours"]]
             driver.find_elements("css selector", "#grid .tile")[1].click()
             wait.until(lambda d: grid_ids(d) == after_ids)

@@ -16,7 +16,6 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
 from schemathesis.generation import GenerationMode
 
 from ssl_cyto.serve.app import create_app
@@ -63,7 +62,9 @@ def test_api_fuzz(api_schema) -> None:
 
 
 def test_every_operation_is_fuzzed(api_schema) -> None:
-    operations = {f"{op.method.upper()} {op.path}" for op in (r.ok() for r in api_schema.get_all_operations())}
+    operations = {
+        f"{op.method.upper()} {op.path}" for op in (r.ok() for r in api_schema.get_all_operations())
+    }
     assert {
         "POST /api/query",
         "GET /api/cells/{cell_id}/neighbours",

@@ -63,11 +63,16 @@ def test_tar_members_are_read_by_offset(tmp_path: Path) -> None:
     Image.new("RGB", (10, 6), (200, 10, 10)).save(img, format="PNG")
     tar_path = tmp_path / "cells-000000.tar"
     with tarfile.open(tar_path, "w") as tar:
-        for name, data in ((cell_key("s/a.png") + ".png", img.getvalue()), (cell_key("s/a.png") + ".json", b"{}")):
+        for name, data in (
+            (cell_key("s/a.png") + ".png", img.getvalue()),
+            (cell_key("s/a.png") + ".json", b"{}"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    store = ImageStore(lambda c: ("s", str(tmp_path / "gone"), "a.png") if c == "s/a.png" else None, [tar_path])
+    store = ImageStore(
+        lambda c: ("s", str(tmp_path / "gone"), "a.png") if c == "s/a.png" else None, [tar_path]
+    )
     assert store.raw("s/a.png") == img.getvalue()
     data, media = store.image("s/a.png")
     assert media == "image/png" and data == img.getvalue()

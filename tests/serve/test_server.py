@@ -20,7 +20,11 @@ from tests.serve.conftest import running_server
 def serve_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "ssl_cyto", "serve", *args], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-m", "ssl_cyto", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
 
 

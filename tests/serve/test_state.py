@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from ssl_cyto.formats.errors import SslCytoError
 from ssl_cyto.serve.app import create_app
 from ssl_cyto.serve.errors import ServeError
 from ssl_cyto.serve.state import UMAP_FILE, load_state
@@ -27,7 +26,7 @@ def test_missing_folder_and_missing_index(tmp_path: Path, serve_emb: Path) -> No
         load_state(copy)
 
 
-def test_missing_model_and_other_weights_are_refused(tmp_path: Path, serve_emb: Path) -> None:
+def test_other_weights_are_refused(tmp_path: Path, serve_emb: Path) -> None:
     copy = tmp_path / "emb"
     shutil.copytree(serve_emb, copy)
     meta = json.loads((copy / "index.json").read_text())
@@ -35,22 +34,39 @@ def test_missing_model_and_other_weights_are_refused(tmp_path: Path, serve_emb: 
     (copy / "index.json").write_text(json.dumps(meta))
     with pytest.raises(ServeError, match="not the model of this index"):
         load_state(copy, device="cpu", threads=1)
+
+
+def test_missing_model_is_one_line(tmp_path: Path, serve_emb: Path) -> None:
+    copy = tmp_path / "emb"
+    shutil.copytree(serve_emb, copy)
     shutil.rmtree(copy / "backbone")
-    with pytest.raises(SslCytoError) as exc:
+    record = json.loads((copy / "embed.json").read_text())
+    record["model"]["path"] = str(tmp_path / "gone")
+    (copy / "embed.json").write_text(json.dumps(record))
+    with pytest.raises(ServeError, match="cannot load the model") as exc:
         load_state(copy, device="cpu", threads=1)
     assert "\n" not in str(exc.value)
 
 
-def test_umap_is_served_when_written(tmp_path: Path, serve_emb: Path) -> None:
+@pytest.mark.parametrize("where", ["umap-default", "demo-layout"])
+def test_umap_is_served_when_written(tmp_path: Path, serve_emb: Path, where: str) -> None:
     copy = tmp_path / "emb"
     shutil.copytree(serve_emb, copy)
     cells = pd.read_parquet(copy / "cells.parquet")
-    (copy / UMAP_FILE).parent.mkdir()
+    umap_file = (
+        copy / UMAP_FILE if where == "umap-default" else tmp_path / UMAP_FILE
+    )  # demo: OUT/umap beside OUT/emb
+    umap_file.parent.mkdir()
     rng = np.random.default_rng(0)
     pd.DataFrame(
-        {"cell_id": cells["cell_id"], "source": cells["source"], "label": cells["label"],
-         "x": rng.normal(size=len(cells)), "y": rng.normal(size=len(cells))}
-    ).to_parquet(copy / UMAP_FILE)
+        {
+            "cell_id": cells["cell_id"],
+            "source": cells["source"],
+            "label": cells["label"],
+            "x": rng.normal(size=len(cells)),
+            "y": rng.normal(size=len(cells)),
+        }
+    ).to_parquet(umap_file)
     state = load_state(copy, device="cpu", threads=1)
     with TestClient(create_app(state)) as client:
         body = client.get("/api/umap").json()

@@ -1,4 +1,4 @@
-"""The schedules of the tasks: LR scaling, warm-up then cosine, and a wall-time-capped decay."""
+"""The schedules of the tasks: LR scaling, warm-up then cosine, and the decay of a time-capped run over its step budget."""
 
 from __future__ import annotations
 
@@ -28,32 +28,17 @@ def test_lr_schedule_warmup_then_cosine():
     assert task2.lr_at(9, 32) == pytest.approx(peak * 10 / 11)
 
 
-def test_time_capped_run_decays_lr_by_wall_time():
-    """With trainer.max_time and an open-ended step count, the cosine follows the wall-time fraction."""
-    from pytorch_lightning.callbacks import Timer
-
+def test_time_capped_run_decays_over_its_step_budget():
+    """A time-capped run decays over the step budget StepBudget fixed, never over wall time."""
     task = SimCLR(**TINY, lr=0.4, warmup_steps=10, lr_scaling="none", min_lr_ratio=0.0)
-
-    class FakeTimer(Timer):
-        def __init__(self, elapsed: float, total: float) -> None:
-            super().__init__(duration={"seconds": total})
-            self._e, self._t = elapsed, total
-
-        def time_elapsed(self, stage="train"):  # type: ignore[override]
-            return self._e
-
-        def time_remaining(self, stage="train"):  # type: ignore[override]
-            return self._t - self._e
 
     class T:
         estimated_stepping_batches = float("inf")  # max_epochs huge, max_steps unset
         world_size, accumulate_grad_batches, max_epochs, num_training_batches = 1, 1, 1000, 20
-        callbacks: list = []
 
     task.trainer = T()  # type: ignore[assignment]
-    T.callbacks = [FakeTimer(elapsed=50.0, total=100.0)]
-    assert task.lr_at(500, 32) == pytest.approx(0.4 * 0.5)  # half the time: cosine at its midpoint
-    T.callbacks = [FakeTimer(elapsed=100.0, total=100.0)]
-    assert task.lr_at(600, 32) == pytest.approx(0.0, abs=1e-9)
-    T.callbacks = []
-    assert task.lr_at(500, 32) > 0.39  # no timer: 10**6-step horizon, still near the peak
+    assert task.lr_at(500, 32) > 0.39  # no budget yet: 10**6-step horizon, still near the peak
+    task.step_budget = 1010
+    assert task.lr_at(510, 32) == pytest.approx(0.4 * 0.5)  # half the budget after warm-up
+    assert task.lr_at(1010, 32) == pytest.approx(0.0, abs=1e-9)
+    assert task.run_fraction(505) == pytest.approx(0.5)

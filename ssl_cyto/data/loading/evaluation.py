@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from ssl_cyto.formats.catalog import catalog_rows
 from ssl_cyto.formats.shard_index import key_to_cell_id
 
 LabelledItem = tuple[str | bytes, int, str]  # (image path or bytes, label index, name for messages)
+_STREAM_REPR = re.compile(r"\s*@?\s*<[\w.]+ (?:name=[^>]*|object at 0x[0-9a-fA-F]+)>")
 Report = dict[str, list[dict]]  # {"skipped": [...], "odd_size": [...]} carried by each batch
 
 
@@ -64,7 +66,8 @@ class ReadErrors:
         self.errors: list[str] = []
 
     def __call__(self, exn: BaseException) -> bool:
-        self.errors.append(f"{type(exn).__name__}: {exn}")
+        text = _STREAM_REPR.sub("", str(exn)).strip() or "unreadable"
+        self.errors.append(f"{type(exn).__name__}: {text}")
         return True
 
 
@@ -370,7 +373,9 @@ def eval_loader(
     else:
         res = resolve_data(data)
     if res.kind == "shards":
-        ds = ShardEvalStream(res.urls, transform, batch_size, rank, world_size, num_workers, counts=res.counts)
+        ds = ShardEvalStream(
+            res.urls, transform, batch_size, rank, world_size, num_workers, counts=res.counts
+        )
         n = None
         if res.counts is not None:
             per_rank = max(1, num_workers)

@@ -1,23 +1,41 @@
-"""Training streams: every rank gets the same, fixed number of batches per epoch.
+"""Training streams: every rank gets the same, fixed number of batches per epoch, and every draw is a
+pure function of its position, so a resumed run is the uninterrupted run.
 
-* Shards (:class:`ShardTrainStream`): WebDataset's resampling shard sampler (``wds.ResampledShards``;
-  each (rank, worker) draws its own seeded shard sequence, so no explicit node/worker split is needed
-  and no rank can run dry), a per-worker shuffle buffer of undecoded samples, and a cut into exactly
-  ``batches`` batches per rank and epoch, so no DDP rank waits for another.
+* Shards (:class:`ShardTrainStream`): the shards are read in a seeded permutation per pass (the
+  *global stream*, pass after pass). An epoch is a range of it, cut into one contiguous range per rank
+  and, within a rank, per DataLoader worker; each (rank, worker) reads only its range and shuffles it
+  with a bounded buffer. With the shard counts of ``index.json`` the cut goes below shard level, so one
+  epoch reads every cell at most once and leaves out fewer cells than one global batch. Without counts
+  (remote shards) whole shards are dealt to the ``ranks x workers`` readers, which needs at least as
+  many shards as readers. ``continuous=True`` (the data module sets it when ``batches_per_epoch`` is
+  given) lets epoch ``e + 1`` go on where epoch ``e`` stopped, so every cell is seen once before any is
+  seen twice; otherwise each epoch starts a fresh pass.
 * Folders and catalogs (:class:`CatalogTrainDataset`): a map-style dataset with the seeded
-  :class:`FixedLengthSampler` (a ``DistributedSampler`` subclass, so Lightning leaves it alone).
+  :class:`FixedLengthSampler` (a ``DistributedSampler`` subclass, so Lightning leaves it alone) over
+  the same kind of global stream of permutations.
+
+The CPU views of sample ``i`` of epoch ``e`` are drawn under
+:func:`ssl_cyto.data.loading.seeding.sample_seed` (``i``: the sample key for shards, the position in
+the epoch for catalogs), whichever worker draws them. After a restart both streams skip the batches
+the checkpoint says were consumed (:meth:`ShardTrainStream.resume_at`,
+:meth:`FixedLengthSampler.resume_at`; the data module restores them). A skipped shard sample is not
+decoded, so shards with corrupt samples (``ssl-cyto pack`` verifies them) could shift a resumed worker
+by the number of corrupt samples it skipped.
 
 A batch is ``list[Tensor]``: one stacked tensor per view of the task's ``train_transform``; no labels.
 
 Per-source sampling weights (``source_weights``) are relative per-cell weights: a cell of source ``s``
 is drawn with probability proportional to ``source_weights.get(s, 1.0)``. For example
 ``{"aml-lmu": 9.0}`` makes AML-LMU (about 10% of the combined cells) about half of the samples. Shard
-streams apply them by rejection before decoding (accept with ``w_s / max w``), the sampler by
-weighted draws.
+streams apply them by rejection before decoding (accept with ``w_s / max w``, a seeded draw per
+sample key; a rejected cell is replaced by reading past the reader's range), the sampler by weighted
+draws.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
 import random
@@ -26,13 +44,22 @@ from typing import Any
 
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader, Dataset, IterableDataset
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader, IterableDataset
 
-from ssl_cyto.data.loading.decode import collate_views, decode_sample, read_rgb, row_path
+from ssl_cyto.data.loading.catalog_train import CatalogTrainDataset, FixedLengthSampler
+from ssl_cyto.data.loading.decode import collate_views, decode_sample, row_path
 from ssl_cyto.data.loading.resolve import DataSpecError, ResolvedData
-from ssl_cyto.data.loading.seeding import current_worker, mix_seed
+from ssl_cyto.data.loading.seeding import current_worker, mix_seed, sample_seed, seeded
 from ssl_cyto.formats.catalog import catalog_rows
+
+__all__ = [
+    "CatalogTrainDataset",
+    "EpochLoader",
+    "FixedLengthSampler",
+    "ShardTrainStream",
+    "source_accept",
+    "train_loader",
+]
 
 MAX_IDLE_SAMPLES = 100_000  # a train stream gives up after this many samples in a row yield nothing
 DEFAULT_KEY = "__default__"  # key of source_accept's result: the acceptance of unlisted sources
@@ -64,20 +91,59 @@ def source_accept(source_weights: dict[str, float] | None, known: set[str] | Non
     return {s: w / top for s, w in source_weights.items()} | {DEFAULT_KEY: 1.0 / top}
 
 
+def worker_quotas(batches: int, n_workers: int) -> list[int]:
+    """Batches of each DataLoader worker when ``batches`` are dealt round-robin (worker ``j % n``)."""
+    return [batches // n_workers + (1 if w < batches % n_workers else 0) for w in range(n_workers)]
+
+
+def resumed_slot(worker: int, n_workers: int, done: int) -> tuple[int, int]:
+    """``(slot, batches of it already consumed)`` that ``worker`` plays after ``done`` batches.
+
+    Batch ``j`` of an epoch is the ``j // n``-th batch of slot ``j % n``. The DataLoader asks worker 0
+    first, so after a restart at batch ``done`` worker ``w`` plays slot ``(done + w) % n``: the batches
+    then come in the uninterrupted order.
+    """
+    slot = (done + worker) % n_workers
+    return slot, len(range(slot, done, n_workers))
+
+
+def bounded_shuffle(src: Iterator[Any], n_range: int, size: int, rng: random.Random) -> Iterator[Any]:
+    """Shuffle the first ``n_range`` items of ``src`` with a buffer of ``size`` and yield exactly them
+    (draining the buffer at the end of the range), then go on the same way past the range."""
+    buf: list[Any] = []
+    taken = 0
+    while True:
+        while len(buf) < size and taken < n_range:
+            buf.append(next(src))
+            taken += 1
+        if not buf:
+            n_range += size
+            continue
+        j = rng.randrange(len(buf))
+        buf[j], buf[-1] = buf[-1], buf[j]
+        yield buf.pop()
+
+
 class ShardTrainStream(IterableDataset):
-    """Endless resampled shard stream cut into a fixed number of batches per rank and epoch.
+    """Shards split across ranks and workers by a seeded permutation, cut into a fixed number of batches.
 
     Args:
         urls: shard URLs.
         transform: PIL RGB -> list[Tensor] (the views).
         batch_size: cells per batch.
-        batches: batches per epoch on this rank (split over the DataLoader workers).
+        batches: batches per epoch on this rank (dealt round-robin over the DataLoader workers).
         shuffle_buffer: samples held per worker for shuffling (undecoded bytes).
         source_weights: relative per-cell weight by source.
         known_sources: sources of the data (for checking ``source_weights``), if known.
-        seed: base seed; the stream of (rank, worker, epoch) is fixed by it.
+        seed: base seed; the stream of (epoch, rank, worker) is fixed by it.
         rank: this process's global rank.
         world_size: number of ranks.
+        counts: cells per shard (``index.json``); None splits whole shards between the readers.
+        continuous: epoch ``e + 1`` continues the global stream where epoch ``e`` stopped (else each
+            epoch starts a fresh pass).
+
+    Raises:
+        DataSpecError: (when iterated, counts unknown) fewer shards than ranks x workers.
     """
 
     def __init__(
@@ -92,6 +158,8 @@ class ShardTrainStream(IterableDataset):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        counts: list[int] | None = None,
+        continuous: bool = False,
     ) -> None:
         super().__init__()
         self.urls = list(urls)
@@ -103,8 +171,11 @@ class ShardTrainStream(IterableDataset):
         self.seed = int(seed)
         self.rank = int(rank)
         self.world_size = int(world_size)
+        self.counts = None if counts is None or len(counts) != len(self.urls) else [int(c) for c in counts]
+        self.continuous = bool(continuous)
         self.epoch = 0
-        self._iterations = 0  # local count: advances the stream with persistent workers
+        self._passes = 0  # passes since set_epoch: persistent workers keep their copy and count on
+        self._resume: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return self.batches
@@ -112,135 +183,115 @@ class ShardTrainStream(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         """Seed the next pass with ``epoch`` (called by :class:`EpochLoader`)."""
         self.epoch = int(epoch)
+        self._passes = 0
 
-    def _samples(self, rng: random.Random, seed: int) -> Iterator[dict]:
-        shards = wds.ResampledShards(self.urls, seed=seed, worker_seed=lambda: 0, deterministic=True)
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Skip the first ``batches_done`` batches when epoch ``epoch`` is read next (a restart)."""
+        self._resume = (int(epoch), int(batches_done))
+
+    # ---- the global stream -------------------------------------------------------------------------
+    def _perm(self, *parts: int) -> list[int]:
+        g = torch.Generator().manual_seed(mix_seed(self.seed, "shards", *parts))
+        return torch.randperm(len(self.urls), generator=g).tolist()
+
+    def _tar(self, urls: list[str]) -> Iterator[dict]:
+        return wds.tarfile_samples(iter({"url": u} for u in urls), handler=wds.warn_and_continue)
+
+    def _from_position(self, pos: int) -> Iterator[dict]:
+        """Samples of the global stream from position ``pos`` on (shard counts known)."""
+        assert self.counts is not None
+        n = sum(self.counts)
+        p, offset = divmod(pos, n)
+        while True:
+            perm = self._perm(p)
+            cum = list(itertools.accumulate(self.counts[i] for i in perm))
+            q = bisect.bisect_right(cum, offset)
+            skip = offset - (cum[q - 1] if q else 0)
+            for k, sample in enumerate(self._tar([self.urls[i] for i in perm[q:]])):
+                if k >= skip:
+                    yield sample
+            p, offset = p + 1, 0
+
+    def _dealt_shards(self, epoch: int, reader: int, readers: int) -> Iterator[dict]:
+        """Whole shards ``perm[reader::readers]`` of seeded permutations (shard counts unknown)."""
+        if len(self.urls) < readers:
+            raise DataSpecError(
+                f"{len(self.urls)} shard(s) for {readers} readers ({self.world_size} rank(s) x "
+                f"{readers // self.world_size} worker(s)): without index.json the shards are split whole, "
+                "so use fewer data.num_workers or devices, or pack into more shards (or keep index.json)"
+            )
+        for k in itertools.count():
+            yield from self._tar([self.urls[i] for i in self._perm(epoch, k)[reader::readers]])
+
+    def _accepted(self, sample: dict, epoch: int) -> bool:
+        if self.accept is None:
+            return True
+        try:
+            src = json.loads(sample["json"]).get("source")
+        except (KeyError, ValueError):
+            src = None
+        draw = mix_seed(self.seed, "accept", epoch, str(sample.get("__key__"))) / 2.0**63
+        return draw < self.accept.get(src, self.accept[DEFAULT_KEY])
+
+    def reader_samples(self, epoch: int, worker: int, n_workers: int) -> Iterator[dict]:
+        """Undecoded samples of one (rank, worker slot) in one epoch, in their order (an endless stream:
+        its first ``quota x batch_size`` come from the slot's own range)."""
+        quotas = worker_quotas(self.batches, n_workers)
+        if self.counts is not None:
+            epoch_len = self.batches * self.batch_size * self.world_size
+            start = epoch * (epoch_len if self.continuous else sum(self.counts))
+            start += self.batch_size * (self.rank * self.batches + sum(quotas[:worker]))
+            src = self._from_position(start)
+        else:
+            src = self._dealt_shards(epoch, self.rank * n_workers + worker, self.world_size * n_workers)
+        rng = random.Random(mix_seed(self.seed, "buffer", epoch, self.rank, worker))
         idle = 0
-        for sample in wds.tarfile_samples(iter(shards), handler=wds.warn_and_continue):
-            if self.accept is not None:
-                try:
-                    src = json.loads(sample["json"]).get("source")
-                except (KeyError, ValueError):
-                    src = None
-                if rng.random() >= self.accept.get(src, self.accept[DEFAULT_KEY]):
-                    idle += 1
-                    if idle > MAX_IDLE_SAMPLES:
-                        raise RuntimeError(
-                            f"{MAX_IDLE_SAMPLES} samples in a row rejected by source_weights; check the weights"
-                        )
-                    continue
-            idle = 0
-            yield sample
+        for sample in bounded_shuffle(src, quotas[worker] * self.batch_size, self.shuffle_buffer, rng):
+            if self._accepted(sample, epoch):
+                idle = 0
+                yield sample
+                continue
+            idle += 1
+            if idle > MAX_IDLE_SAMPLES:
+                raise RuntimeError(
+                    f"{MAX_IDLE_SAMPLES} samples in a row rejected by source_weights; check the weights"
+                )
 
     def __iter__(self) -> Iterator[list[Any]]:
         worker, n_workers = current_worker()
-        quota = self.batches // n_workers + (1 if worker < self.batches % n_workers else 0)
-        seed = mix_seed(self.seed, self.rank, worker, self.epoch, self._iterations)
-        self._iterations += 1
-        if quota == 0:
+        epoch = self.epoch + self._passes
+        self._passes += 1
+        done = 0
+        if self._resume is not None and self._resume[0] <= epoch:
+            done = self._resume[1] if self._resume[0] == epoch else 0
+            self._resume = None
+        slot, skip = resumed_slot(worker, n_workers, done)
+        quota = worker_quotas(self.batches, n_workers)[slot]
+        if quota <= skip:
             return
-        rng = random.Random(seed)
-        buffer: list[dict] = []
         batch: list[Any] = []
-        made = 0
-        failed = 0
-        for sample in self._samples(rng, seed):
-            buffer.append(sample)
-            if len(buffer) < self.shuffle_buffer:
+        made, pending, failed = 0, 0, 0
+        for sample in self.reader_samples(epoch, slot, n_workers):
+            if made < skip:  # consumed before the restart: counted, not decoded
+                pending += 1
+                if pending == self.batch_size:
+                    made, pending = made + 1, 0
                 continue
-            j = rng.randrange(len(buffer))
-            buffer[j], buffer[-1] = buffer[-1], buffer[j]
-            picked = buffer.pop()
-            decoded = decode_sample(picked)
+            decoded = decode_sample(sample)
             if decoded is None:
                 failed += 1
                 if failed > MAX_IDLE_SAMPLES:
                     raise RuntimeError(f"{failed} unreadable samples in a row in {self.urls[:3]}...")
                 continue
             failed = 0
-            batch.append(self.transform(decoded[0]))
+            with seeded(sample_seed(self.seed, epoch, str(sample.get("__key__")))):
+                batch.append(self.transform(decoded[0]))
             if len(batch) == self.batch_size:
                 yield collate_views(batch)
                 batch = []
                 made += 1
                 if made >= quota:
                     return
-
-
-class CatalogTrainDataset(Dataset):
-    """Map-style training dataset over image files (a corrupt image is replaced by the next cell).
-
-    Args:
-        paths: image files, in catalog order.
-        transform: PIL RGB -> list[Tensor] (the views).
-    """
-
-    def __init__(self, paths: list[str], transform: Callable[[Any], Any]) -> None:
-        self.paths = list(paths)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> Any:
-        for k in range(min(len(self.paths), 100)):
-            img = read_rgb(self.paths[(i + k) % len(self.paths)])
-            if img is not None:
-                return self.transform(img)
-        raise RuntimeError(f"100 unreadable images in a row from {self.paths[i]}; check the data")
-
-
-class FixedLengthSampler(DistributedSampler):
-    """Seeded sampler giving every rank exactly ``num_samples`` indices per epoch.
-
-    Unweighted: the epoch's seeded permutations of all indices (as many as needed) are dealt to the
-    ranks in turn (``rank::world_size``). Weighted: ``num_samples * world_size`` draws with
-    replacement (``torch.multinomial``), dealt the same way. Subclassing ``DistributedSampler``
-    keeps Lightning from wrapping it; Lightning calls :meth:`set_epoch`.
-
-    Args:
-        n: number of items.
-        num_samples: indices per rank and epoch.
-        rank: this process's global rank.
-        world_size: number of ranks.
-        seed: base seed (with the epoch, it fixes the indices).
-        weights: relative per-item weights (None: uniform, without replacement within a pass).
-    """
-
-    def __init__(
-        self,
-        n: int,
-        num_samples: int,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-        weights: list[float] | None = None,
-    ) -> None:
-        # DistributedSampler.__init__ is not called: it needs a dataset and an initialised process
-        # group; the attributes Lightning and DistributedSampler.set_epoch read are set here.
-        self.n = int(n)
-        self.num_samples = int(num_samples)
-        self.rank = int(rank)
-        self.num_replicas = int(world_size)
-        self.seed = int(seed)
-        self.epoch = 0
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
-        self.shuffle = True
-        self.drop_last = True
-        self.total_size = self.num_samples * self.num_replicas
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator()
-        g.manual_seed(mix_seed(self.seed, self.epoch))
-        if self.weights is not None:
-            idx = torch.multinomial(self.weights, self.total_size, replacement=True, generator=g)
-        else:
-            reps = math.ceil(self.total_size / self.n)
-            idx = torch.cat([torch.randperm(self.n, generator=g) for _ in range(reps)])[: self.total_size]
-        return iter(idx[self.rank :: self.num_replicas].tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 class EpochLoader(DataLoader):
@@ -279,6 +330,8 @@ def train_loader(
     epoch_fn: Callable[[], int] | None = None,
     pin_memory: bool = False,
     persistent_workers: bool = False,
+    continuous: bool = False,
+    resume: tuple[int, int] | None = None,
 ) -> DataLoader:
     """The training loader of resolved data: exactly ``batches`` batches of ``batch_size`` per pass.
 
@@ -297,6 +350,8 @@ def train_loader(
         epoch_fn: returns the current epoch before each pass (shards).
         pin_memory: DataLoader ``pin_memory``.
         persistent_workers: DataLoader ``persistent_workers``.
+        continuous: consecutive epochs continue the stream (set with ``batches_per_epoch``).
+        resume: ``(epoch, batches consumed)`` of a restart: that epoch's first batches are skipped.
 
     Returns:
         An :class:`EpochLoader` over a :class:`ShardTrainStream` (shards), or a ``DataLoader`` over a
@@ -314,7 +369,11 @@ def train_loader(
             seed=seed,
             rank=rank,
             world_size=world_size,
+            counts=res.counts,
+            continuous=continuous,
         )
+        if resume is not None:
+            ds.resume_at(*resume)
         return EpochLoader(
             ds,
             batch_size=None,
@@ -330,9 +389,17 @@ def train_loader(
     if accept is not None:
         weights = [accept.get(r["source"], accept[DEFAULT_KEY]) for r in rows]
     sampler = FixedLengthSampler(
-        len(rows), batches * batch_size, rank=rank, world_size=world_size, seed=seed, weights=weights
+        len(rows),
+        batches * batch_size,
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        weights=weights,
+        continuous=continuous,
     )
     sampler.set_epoch(epoch)
+    if resume is not None:
+        sampler.resume_at(resume[0], resume[1] * batch_size)
     return DataLoader(
         CatalogTrainDataset([row_path(r) for r in rows], transform),
         batch_size=batch_size,

@@ -134,6 +134,7 @@ function majorityLabel(neighbours) {
 
 function render(answer) {
   const grid = $("grid");
+  if (document.activeElement && grid.contains(document.activeElement)) document.activeElement.blur();
   grid.textContent = "";
   const ref = answer.query_label || majorityLabel(answer.neighbours);
   $("legend-note").textContent = answer.query_label
@@ -155,7 +156,7 @@ function render(answer) {
     name.textContent = n.label ? `${n.label_name || n.label} (${n.label})` : "no label";
     const meta = document.createElement("span");
     meta.className = "meta";
-    meta.innerHTML = `<span>#${n.rank} · ${escapeHtml(n.source)}</span><span>sim ${n.similarity.toFixed(3)}</span>`;
+    meta.innerHTML = `<span>#${n.rank} · ${escapeHtml(n.source)}</span><span>sim ${n.similarity.toFixed(4)}</span>`;
     tile.append(img, name, meta);
     tile.addEventListener("click", () => queryCell(n.cell_id));
     grid.appendChild(tile);

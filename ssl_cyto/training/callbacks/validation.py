@@ -70,20 +70,26 @@ def val_embeddings(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[
 
 
 def _gather_uneven(pl_module: pl.LightningModule, emb: Tensor, lab: Tensor) -> tuple[Tensor, Tensor]:
-    """All-gather per-rank tensors of different lengths (pad to the longest, then trim)."""
+    """All-gather per-rank tensors of different lengths (pad to the longest, then trim).
+
+    A rank may hold no cell at all (``val_size`` below the world size): its ``(0, 1)`` placeholder
+    takes the embedding width of the others.
+    """
     device = pl_module.device
     gather: Any = pl_module.all_gather
-    n = torch.tensor([emb.shape[0]], device=device)
-    sizes = gather(n).reshape(-1).tolist()
-    longest = int(max(sizes))
-    pad_e = torch.zeros(longest, emb.shape[1], device=device)
+    shape = torch.tensor([emb.shape[0], emb.shape[1] if emb.shape[0] else 0], device=device)
+    shapes = gather(shape).reshape(-1, 2).tolist()
+    sizes = [int(n) for n, _ in shapes]
+    width = max(1, *(int(d) for _, d in shapes))
+    longest = max(1, *sizes)
+    pad_e = torch.zeros(longest, width, device=device)
     pad_e[: emb.shape[0]] = emb.to(device)
     pad_l = torch.full((longest,), -1, dtype=torch.long, device=device)
     pad_l[: lab.shape[0]] = lab.to(device)
-    all_e = gather(pad_e).reshape(len(sizes), longest, -1)
+    all_e = gather(pad_e).reshape(len(sizes), longest, width)
     all_l = gather(pad_l).reshape(len(sizes), longest)
-    es = [all_e[i, : int(s)].cpu() for i, s in enumerate(sizes)]
-    ls = [all_l[i, : int(s)].cpu() for i, s in enumerate(sizes)]
+    es = [all_e[i, :s].cpu() for i, s in enumerate(sizes)]
+    ls = [all_l[i, :s].cpu() for i, s in enumerate(sizes)]
     return torch.cat(es), torch.cat(ls)
 
 

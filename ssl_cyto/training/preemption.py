@@ -1,0 +1,264 @@
+"""Preemption and resume: signals that only set a flag, atomic checkpoint files, the cluster plugins,
+``scontrol requeue``, and the choice of the checkpoint a rerun resumes from.
+
+Why the project does this itself rather than through Lightning's ``SLURMEnvironment(auto_requeue=True)``:
+SLURM's ``--signal=SIGUSR1@90`` reaches every process of the job step, DataLoader workers included.
+Lightning's handler saves and requeues *inside the signal handler*, so each forked worker (which
+inherited it) saved its stale fork-time copy of the model over ``hpc_ckpt_N.ckpt`` and called
+``scontrol requeue`` again, and under DDP the main process saved in the middle of a step, inside
+collectives. Here:
+
+* :class:`PreemptionFlag` is the handler for ``SIGUSR1`` and ``SIGTERM``: it records the signal and
+  nothing else, and only in the process it was installed in (a forked loader worker, persistent or
+  not, inherits it and ignores the signal).
+* :class:`PreemptionSignals` takes the place of Lightning's signal connector (which always installs a
+  ``SIGTERM`` handler that broadcasts inside the handler, right before the loader workers are forked)
+  and installs the flag instead; the :class:`~ssl_cyto.training.callbacks.preemption.Preemption`
+  callback reads the flag at step boundaries, where every rank agrees, saves once and requeues once.
+* :func:`cluster_plugins` passes ``SLURMEnvironment(auto_requeue=False)`` under SLURM and
+  :class:`AtomicCheckpointIO` (temporary file + ``os.replace``) for every checkpoint Lightning writes.
+* :func:`find_resume_checkpoint` picks the loadable checkpoint with the highest ``global_step`` (read
+  from each file, never the file time), saying which ones it skipped and why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.environments import (
+    ClusterEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
+from lightning_fabric.plugins.io import CheckpointIO, TorchCheckpointIO
+from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
+from pytorch_lightning.trainer.connectors.signal_connector import _SignalConnector
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "DEFAULT_SIGNALS",
+    "AtomicCheckpointIO",
+    "Preempted",
+    "PreemptionFlag",
+    "PreemptionSignals",
+    "checkpoint_step",
+    "cluster_plugins",
+    "env_global_rank",
+    "find_resume_checkpoint",
+    "requeue_job",
+    "slurm_job_id",
+]
+
+#: Folder of ``last.ckpt`` under ``trainer.default_root_dir``.
+CHECKPOINT_DIR = "checkpoints"
+#: Signals that make a run checkpoint and stop (SLURM: ``--signal=SIGUSR1@90``; SIGTERM at preemption).
+DEFAULT_SIGNALS = ("SIGUSR1", "SIGTERM")
+
+
+class Preempted(SystemExit):  # noqa: N818 - an exit, like Lightning's SIGTERMException
+    """Raised on every rank at the step boundary after a preemption signal, once the checkpoint is saved.
+
+    Attributes:
+        signal_name: ``"SIGUSR1"`` or ``"SIGTERM"`` (the first signal this rank or another received).
+        step: the global step of the saved checkpoint.
+        path: the checkpoint written (``None`` when the collapse guard had stopped checkpointing).
+        requeued: ``scontrol requeue`` succeeded (rank 0 under SLURM).
+    """
+
+    def __init__(self, signal_name: str, step: int, path: str | None, requeued: bool) -> None:
+        super().__init__(0)
+        self.signal_name = signal_name
+        self.step = step
+        self.path = path
+        self.requeued = requeued
+
+
+def env_global_rank() -> int:
+    """This process's global rank from the launcher's environment (0 when there is none)."""
+    for key in ("RANK", "SLURM_PROCID"):
+        value = os.environ.get(key, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def _say(message: str) -> None:
+    if env_global_rank() == 0:
+        print(f"ssl-cyto fit: {message}", file=sys.stderr, flush=True)
+
+
+# ---- the flag ----------------------------------------------------------------------------------------
+class PreemptionFlag:
+    """Signal handler that only records the signal, and only in the process it was installed in.
+
+    Args:
+        step: returns the current global step, recorded with the signal (for the log line).
+    """
+
+    def __init__(self, step: Callable[[], int] | None = None) -> None:
+        self.pid: int | None = None
+        self.signal_name: str | None = None
+        self.step_at_signal: int | None = None
+        self._step = step
+
+    @property
+    def requested(self) -> bool:
+        """A signal arrived in this process."""
+        return self.signal_name is not None
+
+    def install(self, signals: Iterable[str] = DEFAULT_SIGNALS) -> None:
+        """Become the handler of ``signals`` in this process (main thread only)."""
+        self.pid = os.getpid()
+        for name in signals:
+            signal.signal(getattr(signal, name), self)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self.pid or self.signal_name is not None:
+            return  # a forked loader worker, or a repeated signal
+        self.signal_name = signal.Signals(signum).name
+        self.step_at_signal = self._step() if self._step is not None else None
+
+
+class PreemptionSignals(_SignalConnector):
+    """Lightning's signal connector with the project's flag in place of Lightning's handlers.
+
+    Lightning calls :meth:`register_signal_handlers` at the start of ``fit``, before the loader
+    workers start, and :meth:`teardown` at its end (restoring every handler it found).
+
+    Args:
+        trainer: the trainer.
+        flag: the handler to install.
+        signals: signal names, e.g. ``("SIGUSR1", "SIGTERM")``.
+    """
+
+    def __init__(self, trainer: pl.Trainer, flag: PreemptionFlag, signals: Sequence[str]) -> None:
+        super().__init__(trainer)
+        self.flag = flag
+        self.signals = tuple(signals)
+
+    def register_signal_handlers(self) -> None:
+        self.received_sigterm = False
+        self._original_handlers = self._get_current_signal_handlers()
+        self.flag.install(self.signals)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` that writes a local checkpoint to a temporary file beside it and renames it
+    into place (``os.replace``), so a job killed while saving never leaves a truncated file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if not _is_local_file_protocol(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def cluster_plugins(plugins: Any) -> list[Any]:
+    """The trainer's ``plugins`` plus the project's: ``SLURMEnvironment(auto_requeue=False)`` under SLURM
+    (unless launched by torchrun, or a cluster environment is given) and :class:`AtomicCheckpointIO`
+    (unless a ``CheckpointIO`` is given)."""
+    given = [] if plugins is None else list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+    out = list(given)
+    if (
+        not any(isinstance(p, ClusterEnvironment) for p in given)
+        and SLURMEnvironment.detect()
+        and not TorchElasticEnvironment.detect()
+    ):
+        out.append(SLURMEnvironment(auto_requeue=False))
+    if not any(isinstance(p, CheckpointIO) for p in given):
+        out.append(AtomicCheckpointIO())
+    return out
+
+
+def checkpoint_step(path: str | os.PathLike[str]) -> int:
+    """The ``global_step`` stored in a resumable Lightning checkpoint (memory-mapped, not read whole).
+
+    Raises:
+        ValueError: the file does not load, or is not a resumable training checkpoint.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:
+        try:  # legacy (non-zip) files cannot be memory-mapped
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ValueError(f"does not load ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or "global_step" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError("not a Lightning training checkpoint (no global_step / state_dict)")
+    if "optimizer_states" not in ckpt:
+        raise ValueError("holds weights only (no optimiser state), so training cannot resume from it")
+    return int(ckpt["global_step"])
+
+
+def _candidates(root: Path) -> list[Path]:
+    files = [*sorted((root / CHECKPOINT_DIR).glob("*.ckpt")), *sorted(root.glob("hpc_ckpt_*.ckpt"))]
+    return [p for p in files if p.is_file()]
+
+
+def find_resume_checkpoint(root_dir: str | os.PathLike[str], quiet: bool = False) -> str | None:
+    """The checkpoint a rerun resumes from: of ``checkpoints/*.ckpt`` and Lightning's ``hpc_ckpt_*.ckpt``,
+    the one with the highest ``global_step`` that loads (``last.ckpt`` wins a tie).
+
+    Files that do not load are skipped, and each skip is said on stderr (rank 0) unless ``quiet``.
+    Every rank decides alone from the same files, so every rank picks the same one.
+
+    Args:
+        root_dir: the run's ``trainer.default_root_dir``.
+        quiet: do not report skipped files.
+
+    Returns:
+        A path, or ``None`` for a fresh run.
+    """
+    best: tuple[int, bool, str] | None = None
+    for path in _candidates(Path(root_dir)):
+        try:
+            step = checkpoint_step(path)
+        except ValueError as exc:
+            if not quiet:
+                _say(f"not resuming from {path}: it {exc}")
+            continue
+        key = (step, path.name == "last.ckpt", str(path))
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return None if best is None else best[2]
+
+
+# ---- SLURM ---------------------------------------------------------------------------------------------
+def slurm_job_id() -> str | None:
+    """``$SLURM_JOB_ID`` (``ARRAYJOB_TASK`` for an array task), or ``None`` outside SLURM."""
+    array_job, array_task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array_job}_{array_task}" if array_job and array_task else os.environ.get("SLURM_JOB_ID")
+    return job if job and re.fullmatch(r"[0-9_]+", job) else None
+
+
+def requeue_job(job_id: str, timeout: float = 60.0) -> bool:
+    """``scontrol requeue JOB_ID``; returns whether it succeeded (a failure is said on stderr)."""
+    try:
+        done = subprocess.run(
+            ["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _say(f"could not requeue SLURM job {job_id}: {exc}; resubmit the same script to resume")
+        return False
+    if done.returncode != 0:
+        err = (done.stderr or done.stdout).strip()
+        _say(f"scontrol requeue {job_id} failed ({done.returncode}: {err}); resubmit the same script to resume")
+        return False
+    return True
