@@ -181,7 +181,9 @@ def render() -> Path:
     data = json.loads((RESULTS / "scale.json").read_text())
     rows = data["rows"]
     lines = [
-        "# Scale: wall time and peak memory per stage at 10k, 50k and 190k cells",
+        "# Scale: wall time and peak memory per stage at "
+        + ", ".join(f"{n:,}" for n in sorted({r["cells"] for r in rows}))
+        + " cells",
         "",
         f"Command: `{data['command']}` ({data['date']}); budget {data['budget_minutes']} minutes in all.",
         f"Hardware: {data['hardware']}.",

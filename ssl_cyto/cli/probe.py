@@ -69,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n-boot", type=int, default=None, help="bootstrap replicates (default 1000; --fast 200)"
     )
     parser.add_argument("--out", default=None, help="output folder (default EMB_DIR/probe)")
+    parser.add_argument(
+        "--no-near-duplicates",
+        action="store_true",
+        help="skip the check of test cells for near-duplicates among the training cells (it hashes the "
+        "images, about 0.03 s each; `ssl-cyto dedup` lists the pairs)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         min_cells=args.min_cells,
         n_boot=args.n_boot,
+        near_duplicates=not args.no_near_duplicates,
     )
     print(result["report"])
     return EXIT_OK

@@ -40,6 +40,7 @@ from ssl_cyto.data.loading import (
     train_loader,
 )
 from ssl_cyto.data.loading.evaluation import LabelledItem
+from ssl_cyto.data.loading.seeding import ignore_preemption_signals
 
 
 class CellDataModule(pl.LightningDataModule):
@@ -230,4 +231,5 @@ class CellDataModule(pl.LightningDataModule):
             sampler=RankShareSampler(len(ds), rank, world),
             num_workers=min(self.num_workers, 2),
             pin_memory=self.pin_memory,
+            worker_init_fn=ignore_preemption_signals,
         )

@@ -226,6 +226,7 @@ def probe_dinobloom(
     out_dir: Path,
     command: str | Sequence[str] | None,
     stages: Stages,
+    near_duplicates: bool = True,
 ) -> dict:
     """Run ``probe --protocol dinobloom`` (see the module docstring); returns ``probe.json``'s content."""
     tasks, infos, notes = build_dinobloom_tasks(cells, min_cells)
@@ -294,12 +295,12 @@ def probe_dinobloom(
         else:
             for f, (_, te) in enumerate(task.folds):
                 side[te] = f"fold {f}"
-        stages(f"{task.name}: near-duplicate check of test cells against training cells")
-        leak = folds_leakage(feats, cells, task.folds, hashes)
-        tres["near_duplicates"] = leak
-        warning = leakage_warning(task.name, leak)
-        if warning:
-            stages(warning)
+        if near_duplicates:
+            stages(f"{task.name}: near-duplicates of test cells among training cells")
+            tres["near_duplicates"] = folds_leakage(feats, cells, task.folds, hashes)
+            warning = leakage_warning(task.name, tres["near_duplicates"])
+            if warning:
+                stages(warning)
         result["tasks"][task.name] = tres
         sections += _task_section(task, tres, main, bool(tres.get("published_rows")))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -278,13 +278,14 @@ def probe(
             main.y_true, main.preds["linear"], task.classes, png, f"{main_name}, linear probe: {task.name}"
         )
         tres["confusion_png"] = png.name
-        stages(
-            f"task {ti + 1}/{len(tasks)} {task.name}: near-duplicate check of test cells against training cells"
-        )
-        tres["near_duplicates"] = folds_leakage(feats, cells, task.folds, hashes)
-        warning = leakage_warning(task.name, tres["near_duplicates"])
-        if warning:
-            stages(warning)
+        if near_duplicates:
+            stages(
+                f"task {ti + 1}/{len(tasks)} {task.name}: near-duplicates of test cells among training cells"
+            )
+            tres["near_duplicates"] = folds_leakage(feats, cells, task.folds, hashes)
+            warning = leakage_warning(task.name, tres["near_duplicates"])
+            if warning:
+                stages(warning)
         result["tasks"][task.name] = tres
         sections += task_sections(task, tres, main_name, protocol, reference, png.name)
 

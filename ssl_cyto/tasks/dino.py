@@ -212,9 +212,8 @@ class DINO(MomentumTask):
             )
         elif self.hp.clip_grad and self.hp.clip_grad > 0:
             if self.hp.clip_mode == "global":
-                self.clip_gradients(
-                    optimizer, gradient_clip_val=self.hp.clip_grad, gradient_clip_algorithm="norm"
-                )
+                grads = [p for p in self.parameters() if p.grad is not None]
+                torch.nn.utils.clip_grad_norm_(grads, float(self.hp.clip_grad))
             else:
                 clip_per_parameter(self.parameters(), float(self.hp.clip_grad))
         self.student_head.cancel_last_layer_gradients(self.current_epoch)

@@ -20,6 +20,8 @@ On top of LightningCLI this entry point adds (all overridable from YAML or the c
   ``--signal=SIGUSR1@90``) or SIGTERM every rank stops at the next step boundary after one ``last.ckpt``,
   rank 0 calls ``scontrol requeue $SLURM_JOB_ID`` once under SLURM, and the run exits (the CLI: 130).
   Lightning's own requeue is off (``SLURMEnvironment(auto_requeue=False)``).
+* ``budget:`` :class:`~ssl_cyto.training.callbacks.step_budget.StepBudget`: under ``trainer.max_time``, a
+  step budget decided once, agreed by every rank and stored in the checkpoint.
 * ``knn:`` :class:`~ssl_cyto.training.callbacks.OnlineKNN`, ``guard:``
   :class:`~ssl_cyto.training.callbacks.CollapseGuard`, ``throughput:``
   :class:`~ssl_cyto.training.callbacks.Throughput`.
@@ -65,6 +67,7 @@ from ssl_cyto.training.callbacks import (
     guards,
 )
 from ssl_cyto.training.callbacks.preemption import Preemption
+from ssl_cyto.training.callbacks.step_budget import StepBudget
 from ssl_cyto.training.loggers import (
     LOGGER_CHOICES,
     finish_wandb,
@@ -171,6 +174,7 @@ class SSLCytoCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LastCheckpoint, "checkpoint")
         parser.add_lightning_class_args(Preemption, "preemption")
+        parser.add_lightning_class_args(StepBudget, "budget")
         parser.add_lightning_class_args(OnlineKNN, "knn")
         parser.add_lightning_class_args(CollapseGuard, "guard")
         parser.add_lightning_class_args(Throughput, "throughput")

@@ -48,7 +48,7 @@ def _dedup(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def emb(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     base = tmp_path_factory.mktemp("dedup_cli")
-    tree, planted = planted_tree(base, seed=2, per_class=8)
+    tree, planted = planted_tree(base, seed=2)  # 70 originals: each planted copy has its own
     return embed("colour_hist", tree, base / "emb", progress=False), len(planted)
 
 

@@ -4,6 +4,7 @@ that dumps each rank's parameters (importable by class path from a subprocess: `
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -26,13 +27,16 @@ PREEMPTED = re.compile(r"(SIG\w+) received(?: after step (\d+))?; saved step (\d
 
 
 class DumpParams(pl.Callback):
-    """Writes ``<out_dir>/params_rank<R>.pt`` (global step and the module's parameters) at the end of fit."""
+    """Writes ``<out_dir>/params_rank<R>.pt`` (global step and the module's parameters) at the end of fit.
+
+    Parameters only: BatchNorm running statistics are per-rank buffers under DDP (updated by each rank's
+    last forward pass) and differ by design."""
 
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        params = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        params = {k: v.detach().cpu().clone() for k, v in pl_module.named_parameters()}
         out = Path(self.out_dir) / f"params_rank{trainer.global_rank}.pt"
         torch.save({"global_step": trainer.global_step, "params": params}, out)
 
@@ -127,10 +131,8 @@ def group_pids(pgid: int) -> list[int]:
 
 
 def kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def wait_for_step(last: Path, min_step: int, procs: list[subprocess.Popen], logs: list[Path], timeout: float) -> int:

@@ -10,6 +10,7 @@ through the same run folder; a last rerun finishes. A second test does the same 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -145,7 +146,7 @@ def test_ddp_preemption_two_nodes(tmp_path: Path, synth_folder: Path) -> None:
 
     dump = tmp_path / "dump"
     dump.mkdir()
-    callback = '{"class_path": "tests.training.fake_slurm.DumpParams", "init_args": {"out_dir": "%s"}}' % dump
+    callback = json.dumps({"class_path": "tests.training.fake_slurm.DumpParams", "init_args": {"out_dir": str(dump)}})
     rerun = [*cmd, f"--trainer.max_steps={step + 2}", f"--trainer.callbacks+={callback}"]
     procs, logs = _start_ranks(tmp_path, rerun, free_port(), "b")
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -57,3 +58,15 @@ def current_worker() -> tuple[int, int]:
     """``(worker id, number of workers)`` of the DataLoader worker running this code; ``(0, 1)`` in the main process."""
     info = torch.utils.data.get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def ignore_preemption_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: loader workers ignore SIGUSR1 and SIGTERM.
+
+    SLURM sends them to every process of a job step; the main process handles them
+    (``ssl_cyto.training.preemption``: checkpoint at the next step boundary, then exit) and its workers
+    stop with it (torch's worker watchdog ends a worker whose parent is gone). torch installs its own
+    SIGTERM handler in each worker; only a ``worker_init_fn`` runs late enough to undo it.
+    """
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -49,7 +49,13 @@ from torch.utils.data import DataLoader, IterableDataset
 from ssl_cyto.data.loading.catalog_train import CatalogTrainDataset, FixedLengthSampler
 from ssl_cyto.data.loading.decode import collate_views, decode_sample, row_path
 from ssl_cyto.data.loading.resolve import DataSpecError, ResolvedData
-from ssl_cyto.data.loading.seeding import current_worker, mix_seed, sample_seed, seeded
+from ssl_cyto.data.loading.seeding import (
+    current_worker,
+    ignore_preemption_signals,
+    mix_seed,
+    sample_seed,
+    seeded,
+)
 from ssl_cyto.formats.catalog import catalog_rows
 
 __all__ = [
@@ -380,6 +386,7 @@ def train_loader(
             num_workers=num_workers,
             pin_memory=pin_memory,
             persistent_workers=persistent_workers,
+            worker_init_fn=ignore_preemption_signals,
             epoch_fn=epoch_fn,
         )
     assert res.catalog is not None
@@ -409,4 +416,5 @@ def train_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers,
+        worker_init_fn=ignore_preemption_signals,
     )

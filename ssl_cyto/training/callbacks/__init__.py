@@ -9,6 +9,9 @@
   tripped, no checkpoint is written any more, so ``last.ckpt`` stays the last good one.
 * :class:`LastCheckpoint` writes ``<default_root_dir>/checkpoints/last.ckpt``.
 * :class:`RunMetadata` stores the run's provenance in every checkpoint.
+* :class:`Preemption` checkpoints once and stops every rank at the step boundary after SIGUSR1 / SIGTERM,
+  and requeues the SLURM job.
+* :class:`StepBudget` turns ``trainer.max_time`` into a step budget every rank agrees on.
 
 Class names and checkpoint state keys are those of the first release (``ssl_cyto.callbacks``).
 """
@@ -23,7 +26,9 @@ from ssl_cyto.training.callbacks.collapse_guard import (
 )
 from ssl_cyto.training.callbacks.last_checkpoint import LastCheckpoint
 from ssl_cyto.training.callbacks.online_knn import OnlineKNN
+from ssl_cyto.training.callbacks.preemption import Preemption
 from ssl_cyto.training.callbacks.run_metadata import RunMetadata
+from ssl_cyto.training.callbacks.step_budget import StepBudget
 from ssl_cyto.training.callbacks.throughput import Throughput
 from ssl_cyto.training.callbacks.validation import val_embeddings
 
@@ -31,7 +36,9 @@ __all__ = [
     "CollapseGuard",
     "LastCheckpoint",
     "OnlineKNN",
+    "Preemption",
     "RunMetadata",
+    "StepBudget",
     "Throughput",
     "TrainingStopped",
     "effective_rank",
