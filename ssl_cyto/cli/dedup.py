@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ssl_cyto.evaluation.dedup import find_near_duplicates
     from ssl_cyto.evaluation.dedup_sheet import write_dedup_outputs
-    from ssl_cyto.evaluation.outputs import check_output_dir
     from ssl_cyto.formats.embeddings import read_embedding_folder
+    from ssl_cyto.formats.outputs import check_output_dir
 
     out = Path(args.out) if args.out else Path(args.emb_dir) / "dedup"
     check_output_dir(out, "--out")

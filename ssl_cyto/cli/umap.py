@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``ssl-cyto umap``: print the report's path."""
     from pathlib import Path
 
-    from ssl_cyto.evaluation.outputs import check_output_dir
     from ssl_cyto.evaluation.umap_map import umap_map
+    from ssl_cyto.formats.outputs import check_output_dir
 
     check_output_dir(Path(args.out) if args.out else Path(args.emb_dir) / "umap", "--out")
     result = umap_map(args.emb_dir, max_points=args.max_points, seed=args.seed, out=args.out)

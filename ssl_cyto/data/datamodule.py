@@ -171,7 +171,8 @@ class CellDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None or not hasattr(trainer, "fit_loop"):
             return {"epoch": 0, "batches_done": 0}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        current = trainer.fit_loop.epoch_loop.batch_progress.current
+        done = getattr(current, "processed", current.completed)  # batches trained this epoch
         return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

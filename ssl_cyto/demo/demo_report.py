@@ -47,6 +47,11 @@ def write_demo_report(
             headline_tables(probe_result)
             + f"\n\nFull tables, per-class figures and paired differences: [{probe_md}]({probe_md}).",
         ),
+        (
+            "Near-duplicates",
+            "The demo's probe does not check test cells for near-copies among the training cells (hashing every "
+            "image costs minutes); `ssl-cyto dedup emb/` does, and `ssl-cyto probe` does by default.",
+        ),
         ("Artefacts", "\n".join(f"- `{a}`" for a in ARTEFACTS)),
         ("Rerun", f"```\n{command}\n```"),
     ]

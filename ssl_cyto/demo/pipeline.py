@@ -157,9 +157,10 @@ def run_demo(
             seed=seed,
             out=out / "probe",
             min_cells=min_cells,
-            command=command + "  # stage: ssl-cyto probe --fast",
+            near_duplicates=False,  # hashing every image costs minutes; `ssl-cyto dedup emb/` does it
+            command=command + "  # stage: ssl-cyto probe --fast --no-near-duplicates",
         ),
-        "holdout20, fast, baselines: random weights + colour histogram",
+        "holdout20, fast, baselines: random weights + colour histogram; no near-duplicate check",
     )
     log.run(
         "query gallery",

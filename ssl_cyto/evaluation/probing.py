@@ -36,7 +36,6 @@ from ssl_cyto.evaluation.dedup import folds_leakage, leakage_warning
 from ssl_cyto.evaluation.dinobloom_probe import probe_dinobloom
 from ssl_cyto.evaluation.image_hash import ImageHash
 from ssl_cyto.evaluation.metrics import per_class_report
-from ssl_cyto.evaluation.outputs import check_output_dir
 from ssl_cyto.evaluation.probe_report import (
     confusion_png,
     headline,
@@ -56,6 +55,7 @@ from ssl_cyto.evaluation.splits import (
     load_embeddings,
     load_or_make_split,
 )
+from ssl_cyto.formats.outputs import check_output_dir
 from ssl_cyto.retrieval.metrics import retrieval_metrics
 
 __all__ = ["PROTOCOLS", "ProbeError", "headline", "probe"]

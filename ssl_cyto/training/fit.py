@@ -184,10 +184,7 @@ class SSLCytoCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as exc:
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()][:2] or ["invalid arguments"]
-            first = " ".join(lines)
-            first = first if len(first) <= 300 else first[:297] + "..."
-            raise FitError(f"fit: {first} (every key: ssl-cyto fit --help-full)") from exc
+            raise FitError(f"fit: {_one_line(str(exc))} (every key: ssl-cyto fit --help-full)") from exc
 
     # ---- configuration -------------------------------------------------------------------------------
     def _sub(self) -> Any:
@@ -272,6 +269,23 @@ def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: b
         run=run,
         extra_callbacks=callbacks,
     )
+
+
+_NOISE = ("Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>", "Does not validate against")
+
+
+def _one_line(message: str) -> str:
+    """jsonargparse's multi-line error as one line: the key, the most specific reason, the class."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()] or ["invalid arguments"]
+    where = ""
+    reason = ""
+    for line in lines[1:]:
+        if line.startswith("- Problem with given class_path"):
+            where = " (" + line.removeprefix("- Problem with given ").rstrip(":") + ")"
+        elif not reason and not line.startswith(_NOISE):
+            reason = line.lstrip("- ")
+    text = " ".join(x for x in (lines[0], reason) if x) + where
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _refuse_stray_hpc_checkpoints(root_dir: str) -> None:

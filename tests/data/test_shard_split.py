@@ -32,7 +32,9 @@ def _ids(batch: list[torch.Tensor]) -> list[str]:
 def _stream(shard_dir: Path, rank: int, batch: int, batches: int, **kw) -> ShardTrainStream:  # type: ignore[no-untyped-def]
     res = loading.resolve_data(str(shard_dir))
     kw.setdefault("counts", res.counts)
-    return ShardTrainStream(res.urls, Pixels(), batch, batches, shuffle_buffer=5, rank=rank, world_size=2, **kw)
+    return ShardTrainStream(
+        res.urls, Pixels(), batch, batches, shuffle_buffer=5, rank=rank, world_size=2, **kw
+    )
 
 
 def _epoch(stream: ShardTrainStream, epoch: int, workers: int) -> list[list[str]]:

@@ -103,3 +103,24 @@ def test_hash_orientations_and_crops(tmp_path: Path) -> None:
     assert hash_distance(h, image_hash(img.crop((10, 10, 190, 190)))) <= DEFAULT_THRESHOLD
     other = Image.fromarray((rng.random((80, 80, 3)) * 255).astype(np.uint8)).resize((200, 200))
     assert hash_distance(h, image_hash(other)) > 80
+
+
+def test_probe_warns_with_the_count(planted, capfd: pytest.CaptureFixture) -> None:
+    seed, emb, want = planted
+    if not seed:
+        pytest.skip("the seed-0 folder was rewritten by the bookkeeping test")
+    from ssl_cyto.evaluation.probing import probe
+
+    cells = pd.read_parquet(emb / "cells.parquet")
+    copies = cells["path"].str.contains("_(?:" + "|".join(EDITS) + r")\.", regex=True)
+    pd.DataFrame(
+        {"cell_id": cells["cell_id"], "split": np.where(copies, "test", "train"), "seed": 0}
+    ).to_parquet(emb / "split.parquet", index=False)
+    res = probe(emb, fast=True, baselines="none", min_cells=1, n_boot=20)
+    leak = res["tasks"][cells["source"].iloc[0]]["near_duplicates"]
+    assert leak["n_test_with_duplicate"] == leak["n_test"] == len(want)
+    err = capfd.readouterr().err
+    assert (
+        f"warning: {len(want)} of {len(want)} test cells of {cells['source'].iloc[0]} have a near-duplicate"
+        in err
+    )

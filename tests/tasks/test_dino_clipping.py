@@ -43,5 +43,7 @@ def test_global_mode_clips_the_joint_norm() -> None:
     grads = _with_grads(task)
     total = float(torch.cat([g.double().flatten() for g in grads.values()]).norm())
     task.configure_gradient_clipping(torch.optim.SGD(task.parameters(), lr=0.1))
-    joint = float(torch.cat([p.grad.double().flatten() for p in task.parameters() if p.grad is not None]).norm())
+    joint = float(
+        torch.cat([p.grad.double().flatten() for p in task.parameters() if p.grad is not None]).norm()
+    )
     assert total > 3.0 and abs(joint - 3.0) < 1e-3

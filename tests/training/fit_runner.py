@@ -75,7 +75,7 @@ class Recorder(pl.Callback):
         with open(f"{self.prefix}.rank{trainer.global_rank}.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         if step == self.stop_at:
-            params = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            params = {k: v.detach().clone() for k, v in pl_module.named_parameters()}
             torch.save(
                 {"params": params, "budget": getattr(pl_module, "step_budget", None)},
                 f"{self.prefix}.rank{trainer.global_rank}.pt",

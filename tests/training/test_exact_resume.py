@@ -123,7 +123,7 @@ def test_killed_and_rerun_equals_uninterrupted(shards: Path, synth_folder: Path,
             runs[(kind, workers)] = (tmp, data, whole, killed)
         deadline = time.time() + 400
         reruns = []
-        for (kind, workers), (tmp, data, _, killed) in runs.items():
+        for (_kind, workers), (tmp, data, _, killed) in runs.items():
             _kill_at_step_6(killed, tmp / "b", deadline)
             ckpt = torch.load(
                 tmp / "run_b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
