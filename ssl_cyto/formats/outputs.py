@@ -28,14 +28,14 @@ def _probe_dir(folder: Path, target: Path, option: str) -> None:
     """Create and remove a temporary file in ``folder``; OutputError naming ``target`` if that fails."""
     if not folder.is_dir():
         raise OutputError(
-            f"{option} {target}: cannot create it, {folder} is a file and not a folder; choose another {option}"
+            f"cannot create {target} ({option}): {folder} is a file, not a folder; choose another {option}"
         )
     try:
         fd, name = tempfile.mkstemp(prefix=".ssl-cyto-write-check-", dir=folder)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise OutputError(
-            f"{option} {target}: cannot create it ({folder} is not writable: {reason}); choose a folder you can write to"
+            f"cannot create {target} ({option}): {folder} is not writable ({reason}); choose a folder you can write to"
         ) from None
     os.close(fd)
     os.unlink(name)
@@ -62,11 +62,11 @@ def check_output_file(path: str | os.PathLike | None, option: str = "--out") -> 
         return None
     target = Path(path).expanduser()
     if target.is_dir():
-        raise OutputError(f"{option} {target}: is a folder; give a file name such as {target / 'out.png'}")
+        raise OutputError(f"cannot create {target} ({option}): it is a folder; give a file name such as {target / 'out.png'}")
     if target.exists():
         if not os.access(target, os.W_OK):
             raise OutputError(
-                f"{option} {target}: cannot overwrite it (not writable); choose another {option}"
+                f"cannot overwrite {target} ({option}): not writable; choose another {option}"
             )
         return target
     _probe_dir(_nearest_existing(target.parent.absolute()), target, option)
@@ -93,6 +93,6 @@ def check_output_dir(path: str | os.PathLike | None, option: str = "--out") -> P
         return None
     target = Path(path).expanduser()
     if target.exists() and not target.is_dir():
-        raise OutputError(f"{option} {target}: is a file, not a folder; choose another {option}")
+        raise OutputError(f"cannot create {target} ({option}): it is a file, not a folder; choose another {option}")
     _probe_dir(_nearest_existing(target.absolute()), target, option)
     return target

@@ -153,10 +153,10 @@ def test_outputs_are_checked_before_any_work(
     q = cli("query", image, "--index", emb, "--gallery", "/proc/x/g.png")
     assert q.rc == 2
     line = q.one_error_line()
-    assert "--gallery /proc/x/g.png: cannot create it" in line and "choose" in line
+    assert "cannot create /proc/x/g.png (--gallery)" in line and "choose" in line
     assert q.out == "", "checked before the neighbours were computed"
     e = cli("embed", "--model", "tiny_cnn", "--data", shards, "--out", "/proc/x/emb")
-    assert e.rc == 2 and "--out /proc/x/emb: cannot create it" in e.one_error_line()
+    assert e.rc == 2 and "cannot create /proc/x/emb (--out)" in e.one_error_line()
     s = cli(
         "data",
         "scan",
@@ -166,7 +166,7 @@ def test_outputs_are_checked_before_any_work(
         "--problems",
         tmp_path / "p.txt",
     )
-    assert s.rc == 2 and "--out /proc/x/c.parquet" in s.one_error_line()
+    assert s.rc == 2 and "cannot create /proc/x/c.parquet (--out)" in s.one_error_line()
 
 
 # ------------------------------------------------------------------------------------------ item 6
