@@ -182,7 +182,7 @@ def cli_query(index: Path, args: list[str], runs: int, threads: int) -> dict:
     return {
         "seconds_median": round(statistics.median(times), 2),
         "runs": runs,
-        "command": shlex.join(cmd[1:]),
+        "command": shlex.join(cmd[1:]).replace(str(ROOT) + "/", ""),  # repository-relative paths
     }
 
 
