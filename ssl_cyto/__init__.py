@@ -20,8 +20,7 @@ The modules are named by what they hold (``data.scanning``, ``embedding.runner``
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ssl_cyto.formats.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -49,13 +48,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    target = _EXPORTS.get(name)
-    if target is None:
-        raise AttributeError(f"module 'ssl_cyto' has no attribute {name!r}")
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,8 +15,7 @@ exported here: ``ssl_cyto.retrieval.search`` is the module.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ssl_cyto.formats.lazy import lazy_exports
 
 # public name -> "module:attribute", imported on first use (PEP 562)
 _EXPORTS = {
@@ -38,13 +37,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    target = _EXPORTS.get(name)
-    if target is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

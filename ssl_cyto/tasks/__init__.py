@@ -16,8 +16,9 @@ module-level classes of their modules.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ssl_cyto.formats.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ssl_cyto.tasks.base import SSLTask
@@ -27,15 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["DINO", "MomentumTask", "SSLTask", "SimCLR"]
 
-_WHERE = {
-    "SSLTask": "ssl_cyto.tasks.base",
-    "MomentumTask": "ssl_cyto.tasks.momentum",
-    "SimCLR": "ssl_cyto.tasks.simclr",
-    "DINO": "ssl_cyto.tasks.dino",
+_EXPORTS = {
+    "SSLTask": "ssl_cyto.tasks.base:SSLTask",
+    "MomentumTask": "ssl_cyto.tasks.momentum:MomentumTask",
+    "SimCLR": "ssl_cyto.tasks.simclr:SimCLR",
+    "DINO": "ssl_cyto.tasks.dino:DINO",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
