@@ -118,8 +118,8 @@ def stage_costs(shard_dir: Path, root: Path, size: int, n: int = 300, rounds: in
     import webdataset as wds
     from PIL import Image
 
-    from ssl_cyto.data.loading import decode_rgb
     from ssl_cyto.data.images import open_rgb
+    from ssl_cyto.data.loading import decode_rgb
 
     urls = sorted(str(p) for p in shard_dir.glob("cells-*.tar"))
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
@@ -175,8 +175,8 @@ def stage_costs(shard_dir: Path, root: Path, size: int, n: int = 300, rounds: in
 
 
 def synth_bytes_per_cell(layout: str, per_class: int, work: Path) -> dict:
-    from ssl_cyto.data.scanning import scan
     from ssl_cyto.data.packing import pack
+    from ssl_cyto.data.scanning import scan
     from ssl_cyto.data.synth import synthesize
 
     root = synthesize(work / f"synth-{layout}", layout=layout, per_class=per_class, seed=0)
@@ -359,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ssl_cyto.data.scanning import scan
     from ssl_cyto.data.packing import pack
+    from ssl_cyto.data.scanning import scan
     from ssl_cyto.formats.provenance import hardware_summary
 
     if not args.data.is_dir():
