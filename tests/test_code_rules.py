@@ -38,9 +38,13 @@ def _violations(tree: ast.AST) -> list[str]:
                 found.append(f"line {t.lineno}: assignment to __qualname__")
             if isinstance(t, ast.Subscript) and _is_globals_call(t.value):
                 found.append(f"line {t.lineno}: assignment into globals()")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr in ("update", "setdefault", "__setitem__") and _is_globals_call(node.func.value):
-                found.append(f"line {node.lineno}: globals().{node.func.attr}(...)")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("update", "setdefault", "__setitem__")
+            and _is_globals_call(node.func.value)
+        ):
+            found.append(f"line {node.lineno}: globals().{node.func.attr}(...)")
     return found
 
 

@@ -164,7 +164,6 @@ def _knn_history(root: Path) -> list[tuple[int, float]]:
     return [(int(s), float(a)) for s, a in zip(df["step"], df["knn/acc"], strict=True)]
 
 
-@pytest.mark.slow
 # Known regression, not hidden: since the issue-11 training changes (first seen in 4c44efc; 53d4b2c
 # passes with kNN 0.648 -> 0.74) the DINO smoke run's kNN no longer rises (0.648 -> 0.62). Not yet
 # bisected to one change; strict, so this marker must go when it is fixed.
@@ -173,6 +172,7 @@ DINO_REGRESSION = pytest.mark.xfail(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["simclr", pytest.param("dino", marks=DINO_REGRESSION)])
 def test_full_smoke_run_knn_rises(method: str, tmp_path: Path) -> None:
     """The real smoke config (generated cells in the cache, CSV logger): kNN accuracy must rise."""
