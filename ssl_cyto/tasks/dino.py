@@ -34,6 +34,7 @@ from ssl_cyto.models.factory import takes_any_size
 from ssl_cyto.tasks.momentum import MomentumTask
 from ssl_cyto.tasks.precision import DINOLoss32
 from ssl_cyto.tasks.schedule import cosine_at
+from ssl_cyto.tasks.sinkhorn_loss import SinkhornDINOLoss
 from ssl_cyto.transforms import ViewSpec
 
 
@@ -57,6 +58,8 @@ class DINO(MomentumTask):
         warmup_teacher_temp_epochs: linear warm-up length (epochs, may be fractional).
         student_temp: student temperature.
         center_momentum: momentum of the centre's moving average.
+        centering: ``mean`` (DINO: subtract the moving-average centre) or ``sinkhorn`` (DINOv2:
+            Sinkhorn-Knopp targets over the batch, :mod:`ssl_cyto.tasks.sinkhorn_loss`).
         momentum_teacher: EMA momentum at the start (cosine-scheduled to 1; an argument of
             :class:`~ssl_cyto.tasks.momentum.MomentumTask`, default 0.996).
         weight_decay_end: weight decay at the end of the cosine weight-decay schedule.
@@ -88,6 +91,7 @@ class DINO(MomentumTask):
         warmup_teacher_temp_epochs: float = 10.0,
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
+        centering: Literal["mean", "sinkhorn"] = "mean",
         weight_decay_end: float = 0.4,
         clip_grad: float = 3.0,
         clip_mode: Literal["per_parameter", "global"] = "per_parameter",
@@ -103,7 +107,10 @@ class DINO(MomentumTask):
         self.teacher_head = self._head()
         self.teacher_head.load_state_dict(self.student_head.state_dict())
         deactivate_requires_grad(self.teacher_head)
-        self.criterion = DINOLoss32(
+        if centering not in ("mean", "sinkhorn"):
+            raise InputError(f"DINO centering is 'mean' or 'sinkhorn', got {centering!r}")
+        loss_cls = SinkhornDINOLoss if centering == "sinkhorn" else DINOLoss32
+        self.criterion = loss_cls(
             output_dim=head_output_dim,
             teacher_temp=teacher_temp,
             warmup_teacher_temp=warmup_teacher_temp,

@@ -1,5 +1,5 @@
-"""Two real processes (gloo, CPU): the gathered NT-Xent loss and the DINO centre under DDP equal the
-single-process values on the concatenated batch."""
+"""Two real processes (gloo, CPU): the gathered NT-Xent loss, the DINO centre and DINOv2's
+Sinkhorn-Knopp teacher targets under DDP equal the single-process values on the concatenated batch."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def _data() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     return z0, z1, views
 
 
+def _sk_logits() -> torch.Tensor:
+    return torch.randn(B, 12, generator=torch.Generator().manual_seed(3)) * 0.3
+
+
 def _dino():
     from ssl_cyto.tasks.dino import DINO
 
@@ -63,12 +67,16 @@ def _worker(rank: int, port: int, out: str) -> None:
         task = _dino()
         centre0 = task.criterion.center.clone()
         dino_loss = task.compute_loss([v[half] for v in views], teacher_temp=0.04)
+        from ssl_cyto.tasks.sinkhorn_loss import sinkhorn_knopp
+
+        sk = sinkhorn_knopp(_sk_logits()[half], 0.05)
         torch.save(
             {
                 "ntxent": loss.detach(),
                 "centre0": centre0,
                 "centre": task.criterion.center.clone(),
                 "dino": dino_loss,
+                "sinkhorn": sk,
             },
             Path(out) / f"rank{rank}.pt",
         )
@@ -113,3 +121,12 @@ def test_two_processes_match_single_process(tmp_path):
     torch.testing.assert_close(res[0]["centre"], res[1]["centre"], rtol=0, atol=1e-7)
     torch.testing.assert_close(res[0]["centre"], task.criterion.center, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(res[0]["centre"], res[0]["centre0"])
+
+    # (c) Sinkhorn-Knopp targets: the sums run over the global batch, so each rank's rows are the
+    # single-process rows of its half (and not the targets of its half alone)
+    from ssl_cyto.tasks.sinkhorn_loss import sinkhorn_knopp
+
+    full = sinkhorn_knopp(_sk_logits(), 0.05)
+    torch.testing.assert_close(torch.cat([r["sinkhorn"] for r in res]), full, rtol=1e-5, atol=1e-7)
+    alone = sinkhorn_knopp(_sk_logits()[: B // WORLD], 0.05)
+    assert not torch.allclose(alone, full[: B // WORLD], atol=1e-4)

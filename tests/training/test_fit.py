@@ -164,16 +164,20 @@ def _knn_history(root: Path) -> list[tuple[int, float]]:
     return [(int(s), float(a)) for s, a in zip(df["step"], df["knn/acc"], strict=True)]
 
 
-# Known regression, not hidden: since the issue-11 training changes (first seen in 4c44efc; 53d4b2c
-# passes with kNN 0.648 -> 0.74) the DINO smoke run's kNN no longer rises (0.648 -> 0.62). Not yet
-# bisected to one change; strict, so this marker must go when it is fixed.
-DINO_REGRESSION = pytest.mark.xfail(
-    strict=True, reason="DINO smoke kNN stopped rising after the issue-11 changes (see closing note)"
+# Known limitation, not hidden (and not a regression of the issue-11 changes, as first suspected):
+# in 40 CPU steps on 400 generated cells DINO's kNN does not rise. At 53d4b2c seed 0 happened to rise
+# (0.648 -> 0.74) but seed 1 fell there too (0.68 -> 0.52); on today's code both seeds fall, and a
+# control run with lr = 1e-7 falls just as far (0.68 -> 0.55, seed 1): the step-0 figure is the
+# untrained network with BatchNorm's initial running statistics, and the later ones differ from it by
+# the statistics' calibration, +-0.05 from step to step. Runs: docs/methods.md ("DINO at smoke scale").
+# Strict, so the marker must go when a DINO smoke recipe does rise.
+DINO_SHORT_RUN = pytest.mark.xfail(
+    strict=True, reason="DINO's kNN does not rise within a 40-step CPU smoke run (docs/methods.md)"
 )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["simclr", pytest.param("dino", marks=DINO_REGRESSION)])
+@pytest.mark.parametrize("method", ["simclr", pytest.param("dino", marks=DINO_SHORT_RUN)])
 def test_full_smoke_run_knn_rises(method: str, tmp_path: Path) -> None:
     """The real smoke config (generated cells in the cache, CSV logger): kNN accuracy must rise."""
     root = tmp_path / "run"
