@@ -1,8 +1,11 @@
 """Build a backbone by name, and what a backbone expects: normalisation, input size, ViT or not.
 
 Every backbone maps a batch of normalised RGB images ``(B, 3, H, W)`` to features ``(B, D)``.
-Nothing here downloads weights: timm models are always built with ``pretrained=False`` and start
-either from random weights or from a local file (``checkpoint_path``).
+A plain architecture name starts from random weights or from a local file (``checkpoint_path``); a
+name with released weights (``resnet18.a1_in1k``, ``hf-hub:ORG/NAME[@REV]``, ``local-dir:PATH``) is
+resolved by :mod:`ssl_cyto.models.hub` and built with the architecture's saved arguments, its
+normalisation and input size, and the released weights (every key mapped; see
+:func:`ssl_cyto.models.state.load_state_strict`).
 
 Whether a backbone is a ViT is asked of timm, in one place (:func:`is_vit`): a model whose timm
 ``pretrained_cfg`` has ``fixed_input_size`` (ViT, DeiT, EVA-02, BEiT, Swin, ... - position
@@ -23,8 +26,9 @@ from torch import nn
 
 from ssl_cyto.models.errors import BackboneError
 from ssl_cyto.models.pooling import MultiScalePool
-from ssl_cyto.models.registry import BACKBONES, IDENTITY_NORM_BACKBONES, pretrained_refusal, pretrained_tag
-from ssl_cyto.models.state import load_weights_into
+from ssl_cyto.models import hub
+from ssl_cyto.models.registry import BACKBONES, IDENTITY_NORM_BACKBONES
+from ssl_cyto.models.state import load_state_strict, load_weights_into, read_state_dict
 from ssl_cyto.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "build_backbone",
     "default_input_size",
     "is_vit",
+    "patch_size_of",
     "sized_kwargs",
     "takes_any_size",
 ]
@@ -54,15 +59,41 @@ def backbone_norm(name: str) -> tuple[tuple[float, float, float], tuple[float, f
     """
     if name in IDENTITY_NORM_BACKBONES:
         return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if hub.is_released(name):
+        rel = hub.resolve(name, weights=False)
+        mean, std = rel.mean, rel.std
+        return (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-@cache
 def _timm_cfg(name: str) -> Any:
-    """timm's default pretrained config of a model name (None for the registry's own or unknown names)."""
+    """timm's pretrained config of a model name (None for the registry's own or unknown names); for
+    released weights their own config (fetched config.json, or timm's for a tag)."""
+    if hub.is_released(name):
+        rel = hub.resolve(name, weights=False)
+        return _Cfg(rel.fixed_input_size, (3, rel.input_size, rel.input_size))
+    return _plain_cfg(name)
+
+
+@cache
+def _plain_cfg(name: str) -> Any:
     if name in BACKBONES or not timm.is_model(name):
         return None
     return timm.models.get_pretrained_cfg(name)
+
+
+class _Cfg:
+    def __init__(self, fixed_input_size: bool, input_size: tuple[int, int, int]) -> None:
+        self.fixed_input_size = fixed_input_size
+        self.input_size = input_size
+
+
+def patch_size_of(module: nn.Module) -> int | None:
+    """The patch size of a ViT backbone (None for a CNN)."""
+    patch = getattr(getattr(module, "patch_embed", None), "patch_size", None)
+    if patch is None:
+        return None
+    return int(patch[0] if isinstance(patch, (tuple, list)) else patch)
 
 
 def is_vit(name: str) -> bool:
@@ -108,41 +139,62 @@ def build_backbone(
     checkpoint_path: str | None = None,
     pool: str = "avg",
     pool_stages: int = 3,
+    pretrained: bool = True,
+    trust_weights: bool = False,
     **kwargs: Any,
 ) -> tuple[nn.Module, int]:
-    """Build a feature extractor ``(B, 3, H, W) -> (B, D)`` by name, never downloading weights.
+    """Build a feature extractor ``(B, 3, H, W) -> (B, D)`` by name.
 
     Args:
         name: a name of :data:`ssl_cyto.models.registry.BACKBONES` (``tiny_cnn``, ``colour_hist``
-            - the colour-histogram floor, expecting [0, 1] pixels) or a timm model name
-            (``resnet18``, ``resnet50``, ``vit_small_patch16_224``, ``deit_tiny_patch16_224``, ...).
+            - the colour-histogram floor, expecting [0, 1] pixels), a timm model name
+            (``resnet18``, ``resnet50``, ``vit_small_patch16_224``, ``deit_tiny_patch16_224``, ...) or
+            released weights (``resnet18.a1_in1k``, ``hf-hub:ORG/NAME[@REV]``, ``local-dir:PATH``).
         checkpoint_path: optional local file to start from: a ``weights.pt``/backbone folder written by
-            :func:`ssl_cyto.models.weights.save_backbone`, a plain ``state_dict``, or a Lightning
-            ``.ckpt`` (its ``backbone.*`` weights, else ``student_backbone.*``).
+            :func:`ssl_cyto.models.weights.save_backbone`, a plain ``state_dict`` or ``.safetensors``,
+            or a Lightning ``.ckpt`` (its ``backbone.*`` weights, else ``student_backbone.*``).
         pool: ``"avg"`` (timm's global pooling) or ``"multiscale"`` (CNNs only: concatenate the
             global-average-pooled features of the last ``pool_stages`` stages).
         pool_stages: stages pooled with ``pool="multiscale"``.
         **kwargs: passed to the model: ``tiny_cnn`` takes ``width`` and ``depth``; timm models take
             their own options (``img_size`` for ViTs; ``dynamic_img_size``/``dynamic_img_pad``
             default to True for ViTs whose class has them, so DINO's local crops fit).
+        pretrained: for released weights, load them (False: the architecture only, e.g. when a
+            checkpoint's weights are loaded next; the hub is not asked when the name is remembered).
+        trust_weights: allow a ``checkpoint_path`` pickle that ``torch.load(weights_only=True)`` refuses.
 
     Returns:
         ``(module, embed_dim)``.
 
     Raises:
-        BackboneError: unknown name, a name with a pretrained-weight tag (``resnet18.a1_in1k``,
-            ``hf-hub:...``: refused, nothing is downloaded), bad option, or a checkpoint that does not fit.
+        BackboneError: unknown name, bad option, or a checkpoint that does not fit;
+            :class:`ssl_cyto.models.hub.HubUnavailableError` for released weights that cannot be had.
     """
-    if pretrained_tag(name) is not None:
-        raise BackboneError(pretrained_refusal(name))
     if pool not in POOL_CHOICES:
         raise BackboneError(f"pool must be one of {POOL_CHOICES}, got {pool!r}")
+    if hub.is_released(name):
+        return _build_released(name, pool, pool_stages, pretrained and not checkpoint_path, kwargs)
     if name in BACKBONES:
         module, dim = _build_registered(name, pool, pool_stages, kwargs)
     else:
         module, dim = _build_timm(name, pool, pool_stages, kwargs)
     if checkpoint_path:
-        load_weights_into(module, checkpoint_path)
+        load_weights_into(module, checkpoint_path, trust=trust_weights)
+    return module, dim
+
+
+def _build_released(
+    name: str, pool: str, pool_stages: int, load: bool, kwargs: dict[str, Any]
+) -> tuple[nn.Module, int]:
+    """The architecture of released weights with its saved arguments, and the weights when ``load``."""
+    rel = hub.resolve(name, weights=load)
+    options = {k: v for k, v in rel.model_args.items() if k not in ("num_classes", "pretrained_cfg")}
+    options.update(kwargs)
+    if rel.fixed_input_size:
+        options.setdefault("img_size", rel.input_size)
+    module, dim = _build_timm(rel.architecture, pool, pool_stages, options)
+    if load and rel.weights_file:
+        load_state_strict(module, read_state_dict(rel.weights_file), name)
     return module, dim
 
 

@@ -1,6 +1,8 @@
 """The project's own backbones: a torch-free table of name -> ``"module:Class"``.
 
-Any other name is a timm model (built by :func:`ssl_cyto.models.factory.build_backbone`). Adding a
+Any other name is a timm model (built by :func:`ssl_cyto.models.factory.build_backbone`); a name
+with released weights (``resnet18.a1_in1k``, ``hf-hub:ORG/NAME[@REV]``, ``local-dir:PATH``) is
+fetched by :mod:`ssl_cyto.models.hub`. Adding a
 backbone is one module with an ``nn.Module`` class that has a ``num_features`` attribute, plus one
 line here. The table imports nothing, so command-line help can list the names cheaply.
 """
@@ -16,19 +18,22 @@ BACKBONES: dict[str, str] = {
 IDENTITY_NORM_BACKBONES = ("colour_hist",)
 #: Backbones that have no weights at all (a fixed computation): never "random weights".
 WEIGHTLESS_BACKBONES = ("colour_hist",)
-#: Prefixes of model names that timm resolves on the Hugging Face hub (a download).
-HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/")
-#: How to use trained weights instead, said with every refusal and random-weights note.
+#: Prefixes of model names that name released weights (fetched through huggingface_hub, or a local folder).
+HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/", "local-dir:")
+#: How to use trained weights instead, said with every random-weights note.
 WEIGHTS_ADVICE = (
-    "pass a backbone folder from `ssl-cyto export` or a training .ckpt as --model, or keep the "
-    "architecture name and give a local weights file with --weights FILE (a state_dict saved with "
-    "torch.save, e.g. of timm.create_model(NAME, pretrained=True) on a machine with internet)"
+    "pass released weights (a timm name with its tag such as resnet18.a1_in1k, hf-hub:ORG/NAME, "
+    "local-dir:PATH), a backbone folder from `ssl-cyto export` or a training .ckpt as --model, or keep the "
+    "architecture name and give a local weights file with --weights FILE (safetensors or a torch.save'd "
+    "state_dict)"
 )
+#: The way out when released weights cannot be fetched, said with every hub error.
+WEIGHTS_ADVICE_SHORT = "pass --model ARCH --weights FILE with a local copy of the weights (safetensors or state_dict)"
 
 
 def pretrained_tag(name: str) -> str | None:
-    """The pretrained-weight part of a model name (``a1_in1k`` of ``resnet18.a1_in1k``, a hub
-    prefix), or None for a plain architecture name. Torch-free, for checks before any work."""
+    """The released-weights part of a model name (``a1_in1k`` of ``resnet18.a1_in1k``, a hub or
+    ``local-dir:`` prefix), or None for a plain architecture name. Torch-free, for checks before any work."""
     if name.startswith(HUB_PREFIXES):
         return name
     base, dot, tag = name.partition(".")
@@ -36,17 +41,6 @@ def pretrained_tag(name: str) -> str | None:
         tag
         if dot and base and tag and "/" not in name and not name.endswith((".json", ".ckpt", ".pt"))
         else None
-    )
-
-
-def pretrained_refusal(name: str) -> str:
-    """The message refusing a pretrained-weight name: the reason (no downloads) and the fix."""
-    base = name.partition(".")[0] if not name.startswith(HUB_PREFIXES) else "ARCH"
-    return (
-        f"--model {name}: names pretrained weights ({pretrained_tag(name)}), which would be downloaded; "
-        f"ssl_cyto never downloads weights (runs must be reproducible from local files, compute nodes "
-        f"are often offline). Use --model {base} --weights FILE with a local copy of the weights, or "
-        + WEIGHTS_ADVICE.split(", or keep", 1)[0]
     )
 
 
