@@ -15,11 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="backbone folder, its model.json, a .ckpt, or a timm/tiny_cnn name (seeded random weights, "
-        "or --weights FILE); names with a pretrained tag (resnet18.a1_in1k) are refused: nothing is downloaded",
+        help="backbone folder, its model.json, a .ckpt, released weights (timm name with tag such as "
+        "resnet18.a1_in1k, hf-hub:ORG/NAME[@REVISION], local-dir:PATH; fetched into the Hugging Face cache), "
+        "or a timm/tiny_cnn name (seeded random weights, or --weights FILE)",
     )
     parser.add_argument(
-        "--weights", metavar="FILE", help="local weights file (state_dict) for a --model given by name"
+        "--weights",
+        metavar="FILE",
+        help="local weights file (safetensors or a torch.save'd state_dict) for a --model given by name",
+    )
+    parser.add_argument(
+        "--trust-weights",
+        action="store_true",
+        help="allow a --weights pickle that torch.load(weights_only=True) refuses (it can run code)",
     )
     parser.add_argument(
         "--data", required=True, help="shard folder/pattern, catalog.parquet, image folder or synth:<layout>"
@@ -44,23 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the output, embed, then print the summary: N of M cells, what was not embedded and why."""
-    from ssl_cyto.models.registry import (
-        WEIGHTLESS_BACKBONES,
-        pretrained_refusal,
-        pretrained_tag,
-        random_weights_note,
-    )
+    from ssl_cyto.models.registry import WEIGHTLESS_BACKBONES, pretrained_tag, random_weights_note
 
     check_output_dir(args.out)
     from ssl_cyto.embedding import embed
     from ssl_cyto.embedding.model_spec import is_model_name
     from ssl_cyto.formats.embeddings import read_embed_json
-    from ssl_cyto.formats.errors import InputError
 
     if is_model_name(args.model):
-        if pretrained_tag(args.model) is not None:
-            raise InputError(pretrained_refusal(args.model))
-        if args.weights is None and args.model not in WEIGHTLESS_BACKBONES:
+        if pretrained_tag(args.model) is not None and args.weights is None:
+            from ssl_cyto.models import hub
+
+            hub.resolve(args.model)  # fetched (or refused in one line) before any work
+        elif args.weights is None and args.model not in WEIGHTLESS_BACKBONES:
             note(random_weights_note(args.model, args.seed))
     out = embed(
         args.model,
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         chunk_batches=args.chunk_batches,
         overwrite=args.overwrite,
         weights=args.weights,
+        trust_weights=args.trust_weights,
     )
     info = read_embed_json(out)
     c = info["counts"]

@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--index", required=True, help="embedding folder with index.faiss (or the .faiss/.json file)"
     )
     parser.add_argument(
-        "--model", help="backbone for the query images (default: the one that embedded the indexed cells)"
+        "--model",
+        help="backbone for the query images (default: the one that embedded the indexed cells); a backbone "
+        "folder, .ckpt, or released weights (hf-hub:ORG/NAME, a timm name with tag, local-dir:PATH)",
     )
     parser.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
     parser.add_argument(
@@ -37,19 +39,15 @@ def run(args: argparse.Namespace) -> int:
     """Check the gallery path, query, then print the neighbours as JSON or a table."""
     check_output_file(args.gallery, "--gallery")
     from ssl_cyto.embedding.model_spec import is_model_name
-    from ssl_cyto.formats.errors import InputError
-    from ssl_cyto.models.registry import (
-        WEIGHTLESS_BACKBONES,
-        pretrained_refusal,
-        pretrained_tag,
-        random_weights_note,
-    )
+    from ssl_cyto.models.registry import WEIGHTLESS_BACKBONES, pretrained_tag, random_weights_note
     from ssl_cyto.retrieval.search import format_table, query
 
     if args.model and is_model_name(args.model):
         if pretrained_tag(args.model) is not None:
-            raise InputError(pretrained_refusal(args.model))
-        if args.model not in WEIGHTLESS_BACKBONES:
+            from ssl_cyto.models import hub
+
+            hub.resolve(args.model)  # fetched (or refused in one line) before any work
+        elif args.model not in WEIGHTLESS_BACKBONES:
             note(random_weights_note(args.model, args.seed))
     results = query(
         args.images,

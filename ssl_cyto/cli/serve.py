@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="embedding folder with index.faiss (`ssl-cyto index build`)",
     )
     parser.add_argument(
+        "--model",
+        default=None,
+        help="backbone the cells were embedded with, when kept outside EMB_DIR (a backbone folder, "
+        "model.json, .ckpt, or released weights such as hf-hub:ORG/NAME); default: the one EMB_DIR records",
+    )
+    parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
@@ -70,5 +76,6 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         limits=Limits(max_bytes=args.max_bytes, max_pixels=args.max_pixels),
         token=token,
+        model=args.model,
     )
     return EXIT_OK

@@ -2,6 +2,8 @@
 
 * :mod:`~ssl_cyto.embedding.model_spec` - :func:`load_model` (backbone folder, ``model.json``,
   ``.ckpt``, or a name with seeded random weights or ``weights=FILE``);
+* :mod:`~ssl_cyto.embedding.encoder` - :class:`Encoder`, the one path from images to embeddings
+  (preprocessing from ``model.json``, device, batching, the weights check) for embed, query, serve;
 * :mod:`~ssl_cyto.embedding.runner` - :func:`embed`, the library side of ``ssl-cyto embed``;
 * :mod:`~ssl_cyto.embedding.chunks` - the resumable ``.partial/`` chunks;
 * :mod:`~ssl_cyto.embedding.errors` - :class:`EmbedError`, :class:`ModelMismatchError`.
@@ -25,7 +27,8 @@ _EXPORTS = {
     "is_model_name": "ssl_cyto.embedding.model_spec:is_model_name",
     "load_model": "ssl_cyto.embedding.model_spec:load_model",
     "random_backbone": "ssl_cyto.embedding.model_spec:random_backbone",
-    "resolve_device": "ssl_cyto.embedding.runner:resolve_device",
+    "resolve_device": "ssl_cyto.embedding.encoder:resolve_device",
+    "Encoder": "ssl_cyto.embedding.encoder:Encoder",
 }
 
 __all__ = sorted(_EXPORTS)

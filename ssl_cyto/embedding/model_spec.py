@@ -6,9 +6,12 @@ A spec is one of
   place (the weights' sha256 is checked by :func:`ssl_cyto.models.weights.load_backbone_folder`);
 * a training ``.ckpt`` -- its backbone (DINO: the teacher) via
   :func:`ssl_cyto.training.export.backbone_from_checkpoint`;
+* released weights (``resnet18.a1_in1k``, ``hf-hub:ORG/NAME[@REVISION]``, ``local-dir:PATH``) --
+  fetched through :mod:`ssl_cyto.models.hub` (huggingface_hub's cache), with the model's own input
+  size and normalisation; ``model.json`` records ``source`` (name, revision, file_sha256);
 * a backbone name (timm, ``tiny_cnn``, ``colour_hist``, ...) -- built with seeded random weights,
-  or with the weights of a local file (``weights=FILE``, ``--weights``). A name with a pretrained
-  tag (``resnet18.a1_in1k``, ``hf-hub:...``) is refused: nothing is ever downloaded.
+  or with the weights of a local file (``weights=FILE``, ``--weights``: safetensors or a plain
+  ``state_dict``; a pickle needing more only with ``trust_weights``).
 
 A ``.ckpt`` or a name is saved as a backbone folder (:func:`ssl_cyto.models.weights.save_backbone`),
 so that what was embedded can be loaded again and its ``weights_sha256`` is the hash of the saved
@@ -27,8 +30,10 @@ import torch
 from torch import nn
 
 from ssl_cyto.embedding.errors import EmbedError, MissingModelError, ModelMismatchError
+from ssl_cyto.formats.hashing import sha256_file
 from ssl_cyto.formats.model_json import MODEL_JSON, read_model_json, write_model_json
-from ssl_cyto.models.factory import backbone_norm, build_backbone, default_input_size, sized_kwargs
+from ssl_cyto.models.factory import backbone_norm, build_backbone, default_input_size, released_arch, sized_kwargs
+from ssl_cyto.models import hub
 from ssl_cyto.models.registry import HUB_PREFIXES, WEIGHTLESS_BACKBONES
 from ssl_cyto.models.weights import load_backbone_folder, save_backbone
 from ssl_cyto.training.export import backbone_from_checkpoint
@@ -48,7 +53,11 @@ def is_random(meta: dict[str, Any]) -> bool:
 
 
 def random_backbone(
-    name: str, seed: int = 0, input_size: int | None = None, weights: str | os.PathLike | None = None
+    name: str,
+    seed: int = 0,
+    input_size: int | None = None,
+    weights: str | os.PathLike | None = None,
+    trust_weights: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The backbone ``name`` with random weights drawn after ``torch.manual_seed(seed)``.
 
@@ -58,17 +67,22 @@ def random_backbone(
         input_size: input size to record (and, for a ViT, to build for); default the backbone's.
         weights: a local weights file to load instead (a ``state_dict``, a backbone folder's
             ``weights.pt`` or a Lightning ``.ckpt``); then ``random_init`` is False.
+        trust_weights: allow a ``weights`` pickle that ``torch.load(weights_only=True)`` refuses.
 
     Returns:
         ``(module in eval mode, meta)``; meta has the ``model.json`` keys known before saving,
-        ``method="random"`` and ``random_init=True`` (``method="weights-file"`` with ``weights``).
+        ``method="random"`` and ``random_init=True`` (``method="weights-file"`` with ``weights``,
+        ``method="released"`` and ``source`` for released weights).
     """
     kwargs: dict[str, Any] = sized_kwargs(name, int(input_size)) if input_size else {}
     torch.manual_seed(seed)
     if weights is not None and not Path(weights).is_file():
         raise MissingModelError(f"--weights {weights}: file not found (a state_dict saved with torch.save)")
-    module, dim = build_backbone(name, checkpoint_path=None if weights is None else str(weights), **kwargs)
+    module, dim = build_backbone(
+        name, checkpoint_path=None if weights is None else str(weights), trust_weights=trust_weights, **kwargs
+    )
     mean, std = backbone_norm(name)
+    released = hub.resolve(name) if hub.is_released(name) and weights is None else None
     meta = {
         "architecture": name,
         "backbone_kwargs": kwargs,
@@ -83,6 +97,11 @@ def random_backbone(
     }
     if weights is not None:
         meta["weights_source"] = str(Path(weights).resolve())
+        meta["source"] = {"name": str(Path(weights).resolve()), "revision": None, "file_sha256": sha256_file(weights)}
+    if released is not None:  # the folder records the timm architecture: it loads without the hub
+        arch, options = released_arch(name, kwargs)
+        meta.update(architecture=arch, backbone_kwargs=options, method="released", random_init=False)
+        meta.update(source=released.source(), released=released.record())
     return module.eval(), meta
 
 
@@ -93,7 +112,7 @@ def _save(module: nn.Module, meta: dict[str, Any], folder: Path) -> dict[str, An
     save_backbone(module, folder, meta)
     saved = read_model_json(folder)
     extra = {"random_init": bool(meta.get("random_init", False))}
-    for key in ("checkpoint", "weights_source"):
+    for key in ("checkpoint", "weights_source", "source", "released"):
         if key in meta:
             extra[key] = meta[key]
     if any(saved.get(k) != v for k, v in extra.items()):
@@ -114,6 +133,7 @@ def load_model(
     seed: int = 0,
     input_size: int | None = None,
     weights: str | os.PathLike | None = None,
+    trust_weights: bool = False,
 ) -> tuple[nn.Module, dict[str, Any], Path | None]:
     """Load the backbone a ``--model`` spec names (see the module docstring).
 
@@ -124,6 +144,7 @@ def load_model(
         seed: seed of the random weights when ``spec`` is a name.
         input_size: input size for a name; refused for a path (it records its own).
         weights: a local weights file for a name (instead of random weights); refused for a path.
+        trust_weights: allow a ``weights`` pickle that ``torch.load(weights_only=True)`` refuses.
 
     Returns:
         ``(module in eval mode on the CPU, model.json dict, folder holding weights.pt + model.json)``;
@@ -160,7 +181,9 @@ def load_model(
     if path.suffix == ".ckpt":
         module, meta = backbone_from_checkpoint(path)
     else:
-        module, meta = random_backbone(text, seed=seed, input_size=input_size, weights=weights)
+        module, meta = random_backbone(
+            text, seed=seed, input_size=input_size, weights=weights, trust_weights=trust_weights
+        )
     if out_dir is not None:
         folder = Path(out_dir)
         return module.eval(), _save(module, meta, folder), folder.resolve()

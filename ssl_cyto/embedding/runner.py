@@ -37,12 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from ssl_cyto.data.loading import ResolvedData, eval_loader, resolve_data
 from ssl_cyto.embedding import chunks as ck
+from ssl_cyto.embedding.encoder import Encoder, resolve_device
 from ssl_cyto.embedding.errors import EmbedError, ModelMismatchError
-from ssl_cyto.embedding.model_spec import load_model
 from ssl_cyto.formats.catalog import CATALOG_COLUMNS
 from ssl_cyto.formats.embeddings import (
     BACKBONE_DIR,
@@ -50,9 +49,9 @@ from ssl_cyto.formats.embeddings import (
     INDEX_JSON,
     write_embedding_folder,
 )
+from ssl_cyto.formats.model_json import MODEL_JSON_VERSION
 from ssl_cyto.formats.progress import progress_bar
 from ssl_cyto.formats.provenance import hardware_summary
-from ssl_cyto.models.weights import eval_transform_from_meta
 
 __all__ = ["MISSING_FILE", "ORDER", "EmbedError", "ModelMismatchError", "embed", "resolve_device"]
 
@@ -61,17 +60,6 @@ TMP_BACKBONE = ".backbone-tmp"
 MISSING_FILE = "missing.csv"  # the cells asked for and not embedded
 MISSING_COLUMNS = ["cell_id", "path", "cells", "reason"]
 ODD_SIZE_LISTED = 1000  # odd-size images listed by name in embed.json (all are counted)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; checks ``cpu`` / ``cuda`` / ``cuda:N``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EmbedError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise EmbedError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
-    return device
 
 
 def _drop(folder: Path) -> None:
@@ -138,22 +126,6 @@ def _new_cells(
             return
 
 
-def _autocast_dtype(dev: str) -> torch.dtype | None:
-    if not dev.startswith("cuda"):
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _forward(module: nn.Module, images: torch.Tensor, dev: str, amp: torch.dtype | None) -> np.ndarray:
-    x = images.to(dev, non_blocking=True)
-    with torch.autocast(device_type="cuda", dtype=amp or torch.float16, enabled=amp is not None):
-        f = module(x)
-    out = f.float().cpu().numpy()
-    if out.ndim != 2 or out.shape[0] != x.shape[0]:
-        raise EmbedError(f"the backbone returned features of shape {tuple(out.shape)}; expected (B, D)")
-    return out
-
-
 def _data_location(data: str, res: ResolvedData) -> dict[str, Any]:
     """Where the cells were read from (``data_path``, ``shards``), for ``serve`` to find the images."""
     local = Path(data).exists()
@@ -180,6 +152,179 @@ def _counts_by(cells: pd.DataFrame, column: str, dropna: bool) -> dict[str, int]
     return {str(k): int(v) for k, v in counts.items()}
 
 
+@dataclass
+class _Run:
+    """One run of :func:`embed`: its output folder, encoder, fingerprint and partial-chunk folder."""
+
+    out: Path
+    encoder: Encoder
+    fp: dict[str, Any]
+    partial: Path
+    t_start: float
+
+
+def _open_run(model: str, data: str, out: Path, opts: dict[str, Any]) -> _Run | None:
+    """Load the model, check the folder (None: already complete), commit its backbone, start ``.partial``."""
+    t_start = time.perf_counter()
+    tmp_backbone = out / TMP_BACKBONE
+    encoder = Encoder.load(
+        model,
+        device=opts["device"],
+        out_dir=tmp_backbone,
+        seed=opts["seed"],
+        input_size=opts["input_size"],
+        weights=opts["weights"],
+        trust_weights=opts["trust_weights"],
+    )
+    fp = ck.fingerprint(encoder.meta, data, opts["limit"])
+    try:
+        complete = ck.check_existing(out, fp, opts["overwrite"])
+    except ModelMismatchError:
+        _drop(tmp_backbone)
+        raise
+    if complete:
+        _drop(tmp_backbone)
+        return None  # already complete with this model and data
+    if opts["overwrite"]:
+        ck.clear_outputs(out)
+        (out / MISSING_FILE).unlink(missing_ok=True)
+    if tmp_backbone.exists():  # commit the backbone of a .ckpt / name
+        final = out / BACKBONE_DIR
+        _drop(final)
+        os.replace(tmp_backbone, final)
+        encoder.folder = final.resolve()
+    partial = out / ck.PARTIAL
+    ck.write_state(partial, fp)
+    return _Run(out, encoder, fp, partial, t_start)
+
+
+def _embed_cells(run: _Run, res: ResolvedData, data_plan: _Plan, done: set[str], opts: dict[str, Any]) -> tuple[_Tally, Any]:
+    """Embed the cells still to do into partial chunks; returns the tally and the loader (its skips)."""
+    columns = list(CATALOG_COLUMNS)
+    tally = _Tally()
+    chunk_index = len(ck.completed_chunks(run.partial))
+    bar = progress_bar(total=data_plan.to_read, desc="embed", unit="cell") if opts["progress"] else None
+    loader: Any = []
+    if data_plan.to_read != 0 or res.kind != "catalog":
+        loader = eval_loader(
+            data_plan.source, run.encoder.transform, batch_size=opts["batch_size"], num_workers=opts["num_workers"]
+        )
+    feats: list[np.ndarray] = []
+    rows: list[dict] = []
+    n_batches = 0
+    on_chunk = opts["on_chunk"]
+    try:
+        for images, batch_rows in _new_cells(loader, res.kind != "catalog", done, opts["limit"], tally, bar):
+            if batch_rows:
+                feats.append(run.encoder.forward(images))
+                rows.extend(batch_rows)
+                tally.embedded += len(batch_rows)
+                n_batches += 1
+        
+                ck.write_chunk(run.partial, chunk_index, feats, rows, columns)
+                if on_chunk is not None:
+                    on_chunk(chunk_index)
+                chunk_index += 1
+                feats, rows, n_batches = [], [], 0
+        if rows:
+            ck.write_chunk(run.partial, chunk_index, feats, rows, columns)
+            if on_chunk is not None:
+                on_chunk(chunk_index)
+    finally:  # the bar ends before an interruption is reported
+        if bar is not None:
+            bar.close()
+    return tally, loader
+
+
+def _model_record(model: str, run: _Run) -> dict[str, Any]:
+    """``embed.json["model"]``: a backbone inside the folder is recorded relative to it (a copied folder
+    keeps working), one outside by its absolute path."""
+    meta, folder = run.encoder.meta, run.encoder.folder
+    path: str | None = None if folder is None else str(folder)
+    if folder is not None and folder.resolve().is_relative_to(run.out.resolve()):
+        path = str(folder.resolve().relative_to(run.out.resolve()))
+    return {
+        "spec": str(model),
+        "path": path,
+        "architecture": meta.get("architecture"),
+        "weights_sha256": meta.get("weights_sha256"),
+        "input_size": meta.get("input_size"),
+        "random_init": bool(meta.get("random_init", False)),
+        "source": meta.get("source"),
+    }
+
+
+def _record(
+    model: str, data: str, run: _Run, res: ResolvedData, counts: dict[str, Any], opts: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``embed.json`` of a finished run."""
+    dev, amp = run.encoder.device, run.encoder.amp
+    seconds = time.perf_counter() - run.t_start
+    return {
+        "format_version": MODEL_JSON_VERSION,
+        "model": _model_record(model, run),
+        "data": data,
+        "data_kind": res.kind,
+        **_data_location(data, res),
+        "fingerprint": run.fp,
+        "order": ORDER,
+        "options": {
+            "batch_size": opts["batch_size"],
+            "num_workers": opts["num_workers"],
+            "device": dev,
+            "device_name": torch.cuda.get_device_name(torch.device(dev)) if dev.startswith("cuda") else "cpu",
+            "amp": str(amp).replace("torch.", "") if amp is not None else None,
+            "limit": opts["limit"],
+            "seed": opts["seed"],
+            "chunk_batches": opts["chunk_batches"],
+        },
+        "counts": counts,
+        "timing": {
+            "seconds": round(seconds, 2),
+            "cells_per_second_this_run": round(counts["embedded_this_run"] / seconds, 2) if seconds > 0 else None,
+        },
+        "hardware": hardware_summary(),
+        "torch": torch.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def _finish(model: str, data: str, run: _Run, res: ResolvedData, data_plan: _Plan, state: tuple) -> None:
+    """Assemble the chunks into the embedding folder, write missing.csv and embed.json, drop stale files."""
+    tally, loader, resumed, opts = state
+    skipped: list[dict] = list(getattr(loader, "skipped", []))
+    odd_size: list[dict] = list(getattr(loader, "odd_size", []))
+    columns = list(CATALOG_COLUMNS)
+    try:
+        vectors, cells = ck.assemble(run.out, ck.completed_chunks(run.partial), columns)
+    except EmbedError:
+        _write_missing(run.out, skipped)
+        raise
+    n = len(cells)
+    missing = None if data_plan.expected is None else max(0, data_plan.expected - n)
+    listed = _write_missing(run.out, skipped) if (missing or skipped) else None
+    counts = {
+        "cells": n,
+        "dim": int(vectors.shape[1]),
+        "expected": data_plan.expected,
+        "unreadable_or_missing": missing,
+        "missing_list": listed,
+        "odd_size": len(odd_size),
+        "resumed_from_chunks": resumed,
+        "embedded_this_run": tally.embedded,
+        "by_source": _counts_by(cells, "source", dropna=True),
+        "by_label": _counts_by(cells, "label", dropna=False),
+    }
+    record = _record(model, data, run, res, counts, opts)
+    record["odd_size"] = odd_size[:ODD_SIZE_LISTED]
+    write_embedding_folder(run.out, vectors, cells, dict(run.encoder.meta), record)
+    del vectors
+    shutil.rmtree(run.partial)
+    # an index over older embeddings of this folder would now be stale
+    for stale in (INDEX_FILE, INDEX_JSON):
+        (run.out / stale).unlink(missing_ok=True)
+
+
 def embed(
     model: str | os.PathLike,
     data: str | os.PathLike,
@@ -196,12 +341,15 @@ def embed(
     progress: bool = True,
     on_chunk: Callable[[int], None] | None = None,
     weights: str | os.PathLike | None = None,
+    trust_weights: bool = False,
 ) -> Path:
     """Embed every cell of ``data`` with ``model`` into ``out_dir`` (see the module docstring).
 
     Args:
-        model: an exported backbone folder, its ``model.json``, a training ``.ckpt``, or a timm /
-            ``tiny_cnn`` name (seeded random weights, saved into ``out_dir/backbone``).
+        model: an exported backbone folder, its ``model.json``, a training ``.ckpt``, released weights
+            (``resnet18.a1_in1k``, ``hf-hub:ORG/NAME``, ``local-dir:PATH``) or a timm / ``tiny_cnn``
+            name (seeded random weights); a ``.ckpt``'s or a name's backbone is saved into
+            ``out_dir/backbone``.
         data: shards, a shard pattern, a catalog.parquet, an image folder or ``synth:<layout>``
             (anything :func:`ssl_cyto.data.loading.eval_loader` reads).
         out_dir: the embedding folder to write.
@@ -216,6 +364,7 @@ def embed(
         progress: tqdm progress bar on stderr.
         on_chunk: called with the chunk index after each chunk is written (progress hooks, tests).
         weights: a local weights file for a ``model`` given by name (instead of random weights).
+        trust_weights: allow a ``weights`` pickle that ``torch.load(weights_only=True)`` refuses.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -228,135 +377,21 @@ def embed(
         raise EmbedError(f"batch_size ({batch_size}) and chunk_batches ({chunk_batches}) must be >= 1")
     if limit is not None and limit < 1:
         raise EmbedError(f"limit must be >= 1, got {limit}")
+    opts = {
+        "batch_size": batch_size, "num_workers": num_workers, "device": device, "limit": limit,
+        "seed": seed, "input_size": input_size, "chunk_batches": chunk_batches, "overwrite": overwrite,
+        "progress": progress, "on_chunk": on_chunk, "weights": weights, "trust_weights": trust_weights,
+    }  # fmt: skip
     data = str(data)
     out = Path(out_dir)
+    resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    t_start = time.perf_counter()
-
-    tmp_backbone = out / TMP_BACKBONE
-    module, meta, model_folder = load_model(
-        str(model), tmp_backbone, seed=seed, input_size=input_size, weights=weights
-    )
-    fp = ck.fingerprint(meta, data, limit)
-    try:
-        complete = ck.check_existing(out, fp, overwrite)
-    except ModelMismatchError:
-        _drop(tmp_backbone)
-        raise
-    if complete:
-        _drop(tmp_backbone)
-        return out  # already complete with this model and data
-    if overwrite:
-        ck.clear_outputs(out)
-        (out / MISSING_FILE).unlink(missing_ok=True)
-    if tmp_backbone.exists():  # commit the backbone of a .ckpt / random-weight name
-        final = out / BACKBONE_DIR
-        _drop(final)
-        os.replace(tmp_backbone, final)
-        model_folder = final.resolve()
-    partial = out / ck.PARTIAL
-    ck.write_state(partial, fp)
-
-    columns = list(CATALOG_COLUMNS)
-    done = ck.done_cell_ids(ck.completed_chunks(partial))
-    resumed = len(done)
+    run = _open_run(str(model), data, out, opts)
+    if run is None:
+        return out
+    done = ck.done_cell_ids(ck.completed_chunks(run.partial))
     res = resolve_data(data)
-    plan = _plan(res, limit, done)
-    module = module.to(dev).eval()
-    amp = _autocast_dtype(dev)
-    tally = _Tally()
-    chunk_index = len(ck.completed_chunks(partial))
-    bar = progress_bar(total=plan.to_read, desc="embed", unit="cell") if progress else None
-    loader: Any = []
-    if plan.to_read != 0 or res.kind != "catalog":
-        transform = eval_transform_from_meta(meta)
-        loader = eval_loader(plan.source, transform, batch_size=batch_size, num_workers=num_workers)
-    feats: list[np.ndarray] = []
-    rows: list[dict] = []
-    n_batches = 0
-    try:
-        with torch.no_grad():
-            for images, batch_rows in _new_cells(loader, res.kind != "catalog", done, limit, tally, bar):
-                if batch_rows:
-                    feats.append(_forward(module, images, dev, amp))
-                    rows.extend(batch_rows)
-                    tally.embedded += len(batch_rows)
-                    n_batches += 1
-                if n_batches >= chunk_batches:
-                    ck.write_chunk(partial, chunk_index, feats, rows, columns)
-                    if on_chunk is not None:
-                        on_chunk(chunk_index)
-                    chunk_index += 1
-                    feats, rows, n_batches = [], [], 0
-        if rows:
-            ck.write_chunk(partial, chunk_index, feats, rows, columns)
-            if on_chunk is not None:
-                on_chunk(chunk_index)
-    finally:  # the bar ends before an interruption is reported
-        if bar is not None:
-            bar.close()
-    skipped: list[dict] = list(getattr(loader, "skipped", []))
-    odd_size: list[dict] = list(getattr(loader, "odd_size", []))
-
-    try:
-        vectors, cells = ck.assemble(out, ck.completed_chunks(partial), columns)
-    except EmbedError:
-        _write_missing(out, skipped)
-        raise
-    seconds = time.perf_counter() - t_start
-    n = len(cells)
-    missing = None if plan.expected is None else max(0, plan.expected - n)
-    listed = _write_missing(out, skipped) if (missing or skipped) else None
-    record = {
-        "model": {
-            "spec": str(model),
-            "path": str(model_folder),
-            "architecture": meta.get("architecture"),
-            "weights_sha256": meta.get("weights_sha256"),
-            "input_size": meta.get("input_size"),
-            "random_init": bool(meta.get("random_init", False)),
-        },
-        "data": data,
-        "data_kind": res.kind,
-        **_data_location(data, res),
-        "fingerprint": fp,
-        "order": ORDER,
-        "options": {
-            "batch_size": batch_size,
-            "num_workers": num_workers,
-            "device": dev,
-            "device_name": torch.cuda.get_device_name(torch.device(dev)) if dev.startswith("cuda") else "cpu",
-            "amp": str(amp).replace("torch.", "") if amp is not None else None,
-            "limit": limit,
-            "seed": seed,
-            "chunk_batches": chunk_batches,
-        },
-        "counts": {
-            "cells": n,
-            "dim": int(vectors.shape[1]),
-            "expected": plan.expected,
-            "unreadable_or_missing": missing,
-            "missing_list": listed,
-            "odd_size": len(odd_size),
-            "resumed_from_chunks": resumed,
-            "embedded_this_run": tally.embedded,
-            "by_source": _counts_by(cells, "source", dropna=True),
-            "by_label": _counts_by(cells, "label", dropna=False),
-        },
-        "odd_size": odd_size[:ODD_SIZE_LISTED],
-        "timing": {
-            "seconds": round(seconds, 2),
-            "cells_per_second_this_run": round(tally.embedded / seconds, 2) if seconds > 0 else None,
-        },
-        "hardware": hardware_summary(),
-        "torch": torch.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
-    }
-    write_embedding_folder(out, vectors, cells, dict(meta), record)
-    del vectors
-    shutil.rmtree(partial)
-    # an index over older embeddings of this folder would now be stale
-    for stale in (INDEX_FILE, INDEX_JSON):
-        (out / stale).unlink(missing_ok=True)
+    data_plan = _plan(res, limit, done)
+    tally, loader = _embed_cells(run, res, data_plan, done, opts)
+    _finish(str(model), data, run, res, data_plan, (tally, loader, len(done), opts))
     return out

@@ -5,9 +5,13 @@ A backbone folder holds ``weights.pt`` (the ``state_dict``, saved by
 :data:`MODEL_JSON_KEYS`::
 
     architecture, backbone_kwargs, embed_dim, input_size, mean, std, weights_file, weights_sha256,
-    method, config_hash, seed, git_commit, package_versions, created
+    method, config_hash, seed, git_commit, package_versions, created, format_version, source
 
-``weights_sha256`` is the SHA-256 of the bytes of ``weights.pt``. An embedding folder keeps a copy
+``weights_sha256`` is the SHA-256 of the bytes of ``weights.pt`` (the saved weights, which ``query``
+and ``serve`` compare). ``source`` (format version 2) says where the starting weights came from:
+``{"name", "revision", "file_sha256"}`` for released weights (``hf-hub:ORG/NAME``, a timm tag,
+``local-dir:PATH``) or a ``--weights`` file, ``null`` for weights trained from random or random
+ones. A ``model.json`` without ``format_version`` is version 1 (no ``source``) and reads the same. An embedding folder keeps a copy
 of its model's ``model.json`` (possibly with extra keys such as ``random_init`` or ``checkpoint``);
 it is written and read through the same two functions.
 """
@@ -38,7 +42,11 @@ MODEL_JSON_KEYS = (
     "git_commit",
     "package_versions",
     "created",
+    "format_version",
+    "source",
 )
+#: The version of the ``model.json`` / ``embed.json`` / index metadata layout written now (1: no version key).
+MODEL_JSON_VERSION = 2
 
 
 def model_json_path(path: str | os.PathLike) -> Path:

@@ -39,6 +39,7 @@ __all__ = [
     "default_input_size",
     "is_vit",
     "patch_size_of",
+    "released_arch",
     "sized_kwargs",
     "takes_any_size",
 ]
@@ -183,16 +184,24 @@ def build_backbone(
     return module, dim
 
 
+def released_arch(name: str, kwargs: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """``(timm architecture, its options)`` of released weights: the saved arguments, ``kwargs`` on
+    top, ``img_size`` for a ViT. A backbone folder records these, so it loads without the hub."""
+    rel = hub.resolve(name, weights=False)
+    options = {k: v for k, v in rel.model_args.items() if k not in ("num_classes", "pretrained_cfg")}
+    options.update(kwargs or {})
+    if rel.fixed_input_size:
+        options.setdefault("img_size", rel.input_size)
+    return rel.architecture, options
+
+
 def _build_released(
     name: str, pool: str, pool_stages: int, load: bool, kwargs: dict[str, Any]
 ) -> tuple[nn.Module, int]:
     """The architecture of released weights with its saved arguments, and the weights when ``load``."""
     rel = hub.resolve(name, weights=load)
-    options = {k: v for k, v in rel.model_args.items() if k not in ("num_classes", "pretrained_cfg")}
-    options.update(kwargs)
-    if rel.fixed_input_size:
-        options.setdefault("img_size", rel.input_size)
-    module, dim = _build_timm(rel.architecture, pool, pool_stages, options)
+    arch, options = released_arch(name, kwargs)
+    module, dim = _build_timm(arch, pool, pool_stages, options)
     if load and rel.weights_file:
         load_state_strict(module, read_state_dict(rel.weights_file), name)
     return module, dim

@@ -19,11 +19,18 @@ import torch
 from torch import nn
 
 from ssl_cyto.formats.hashing import sha256_bytes
-from ssl_cyto.formats.model_json import MODEL_JSON, WEIGHTS_FILE, read_model_json, write_model_json
+from ssl_cyto.formats.model_json import (
+    MODEL_JSON,
+    MODEL_JSON_VERSION,
+    WEIGHTS_FILE,
+    read_model_json,
+    write_model_json,
+)
 from ssl_cyto.formats.provenance import git_commit, package_versions
 from ssl_cyto.models.errors import BackboneError
 from ssl_cyto.models.factory import backbone_norm, build_backbone, default_input_size
-from ssl_cyto.models.state import load_weights_into, serialize_state
+from ssl_cyto.models import hub
+from ssl_cyto.models.state import load_state_strict, load_weights_into, serialize_state
 from ssl_cyto.transforms import EvalTransform
 
 __all__ = ["eval_transform_from_meta", "load_backbone_folder", "load_weights_into", "save_backbone"]
@@ -40,7 +47,10 @@ def save_backbone(module: nn.Module, out_dir: str | os.PathLike, meta: dict[str,
         meta: at least ``architecture``; ``backbone_kwargs``, ``embed_dim``, ``input_size``, ``mean``,
             ``std``, ``method``, ``config_hash``, ``seed``, ``git_commit`` and ``package_versions`` are
             copied when given (``embed_dim``, ``input_size``, ``mean``/``std`` and the provenance get
-            defaults). ``weights_file``, ``weights_sha256`` and ``created`` are filled in here.
+            defaults), and ``source`` (where the starting weights came from: ``name``, ``revision``,
+            ``file_sha256``; None for weights trained from random) and ``released`` (the record of
+            :class:`ssl_cyto.models.hub.Released`). ``weights_file``, ``weights_sha256``,
+            ``format_version`` and ``created`` are filled in here.
 
     Raises:
         BackboneError: ``meta`` has no ``architecture``.
@@ -72,7 +82,11 @@ def save_backbone(module: nn.Module, out_dir: str | os.PathLike, meta: dict[str,
         "git_commit": meta.get("git_commit") or git_commit(),
         "package_versions": meta.get("package_versions") or package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "format_version": MODEL_JSON_VERSION,
+        "source": meta.get("source"),
     }
+    if meta.get("released"):
+        record["released"] = meta["released"]
     write_model_json(out, record)
     return out
 
@@ -110,12 +124,12 @@ def load_backbone_folder(path: str | os.PathLike, device: str | torch.device = "
             f"{wfile}: sha256 {digest[:12]}... differs from model.json ({str(meta['weights_sha256'])[:12]}...); "
             "the weights were changed or the folder mixes two exports"
         )
-    module, _ = build_backbone(str(meta["architecture"]), **dict(meta.get("backbone_kwargs") or {}))
+    if isinstance(meta.get("released"), dict):
+        hub.remember(meta["released"])  # an architecture given by a released name: no hub needed
+    kwargs = dict(meta.get("backbone_kwargs") or {})
+    module, _ = build_backbone(str(meta["architecture"]), pretrained=False, **kwargs)
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BackboneError(f"{wfile}: weights do not fit {meta['architecture']}: {str(exc)[:500]}") from exc
+    load_state_strict(module, state, str(wfile))
     return module.to(device).eval(), meta
 
 

@@ -22,7 +22,7 @@ _EXPORTS = {
     "KINDS": "ssl_cyto.retrieval.faiss_index:KINDS",
     "GpuUnavailableError": "ssl_cyto.retrieval.errors:GpuUnavailableError",
     "RetrievalError": "ssl_cyto.retrieval.errors:RetrievalError",
-    "ModelMismatchError": "ssl_cyto.retrieval.search:ModelMismatchError",
+    "ModelMismatchError": "ssl_cyto.embedding.errors:ModelMismatchError",
     "build_index": "ssl_cyto.retrieval.index_io:build_index",
     "format_table": "ssl_cyto.retrieval.search:format_table",
     "load_index": "ssl_cyto.retrieval.index_io:load_index",

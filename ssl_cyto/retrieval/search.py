@@ -1,10 +1,12 @@
 """Similar cells for query images or cell ids: the library side of ``ssl-cyto query``.
 
 Query images are embedded with the model the index records: ``EMB_DIR/backbone/`` (written by
-``embed`` for a ``.ckpt`` or a random-weight name), else the backbone folder named in
-``EMB_DIR/embed.json``, else ``--model``. A model whose weights' sha256 differs from the one in
-``index.json`` is refused: its vectors would live in another space and the neighbours would be
-meaningless. Cells already in the index can be queried by ``cell_id`` (their stored vector is
+``embed`` for a ``.ckpt``, released weights or a random-weight name), else the backbone folder named
+in ``EMB_DIR/embed.json`` (relative to the folder when it lies inside it), else ``--model``; through
+the one encoder path (:class:`ssl_cyto.embedding.encoder.Encoder`), so a query image gets the vector
+``embed`` gives the same file. A model whose weights' sha256 differs from the one in ``index.json``
+is refused (:class:`~ssl_cyto.embedding.errors.ModelMismatchError`): its vectors would live in
+another space and the neighbours would be meaningless. Cells already in the index can be queried by ``cell_id`` (their stored vector is
 used; the cell itself is left out of its neighbours).
 
 Result (``ssl-cyto query --json``), one entry per query in the order given (images first, then
@@ -30,11 +32,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-
 from ssl_cyto.data.images import ImageDecodeError, open_rgb
-from ssl_cyto.embedding.model_spec import is_random, load_model
-from ssl_cyto.embedding.runner import resolve_device
+from ssl_cyto.embedding.encoder import Encoder
+from ssl_cyto.embedding.errors import ModelMismatchError
+from ssl_cyto.embedding.model_spec import is_random
 from ssl_cyto.formats.embeddings import (
     BACKBONE_DIR,
     EMBED_JSON,
@@ -42,19 +43,13 @@ from ssl_cyto.formats.embeddings import (
     is_embedding_folder,
     read_embed_json,
 )
-from ssl_cyto.models.weights import eval_transform_from_meta
 from ssl_cyto.retrieval.errors import RetrievalError
 from ssl_cyto.retrieval.gallery import QUERY_COLOUR, Tile, frame_for, save_gallery
 from ssl_cyto.retrieval.index_io import load_index, read_folder, search
 
 __all__ = ["ModelMismatchError", "emb_dir_of", "format_table", "query", "resolve_model"]
 
-QUERY_BATCH = 64
 QUERY_IMAGE_HINT = "check that it is an image file (jpg, png, tif, ...)"
-
-
-class ModelMismatchError(RetrievalError):
-    """The query model is not the model that embedded the indexed cells."""
 
 
 def emb_dir_of(index_meta: dict[str, Any]) -> Path:
@@ -81,6 +76,8 @@ def resolve_model(emb_dir: str | os.PathLike, model: str | None) -> str:
     info_path = emb_dir / EMBED_JSON
     if info_path.exists():
         recorded = read_embed_json(info_path).get("model", {}).get("path")
+        if recorded and not Path(recorded).is_absolute():  # a backbone inside the folder (format 2)
+            recorded = str(emb_dir / recorded)
         if recorded and (Path(recorded) / MODEL_FILE).exists():
             return str(recorded)
         raise RetrievalError(
@@ -107,29 +104,9 @@ def _read_queries(paths: Sequence[str]) -> tuple[list[tuple[str, Any]], dict[str
 def _embed_images(
     images: Sequence[tuple[str, Any]], model_spec: str, index_meta: dict, device: str, seed: int
 ) -> np.ndarray:
-    expected = index_meta.get("weights_sha256")
-    if not expected:
-        raise ModelMismatchError(
-            f"{index_meta['index_path']}: the index records no model weights sha256; rebuild it with "
-            "`ssl-cyto index build` over a folder written by `ssl-cyto embed`"
-        )
-    module, meta, _ = load_model(model_spec, seed=seed)
-    got = str(meta.get("weights_sha256"))
-    if got != expected:
-        raise ModelMismatchError(
-            f"model {model_spec} (weights sha256 {got[:12]}...) is not the model of this index "
-            f"({index_meta.get('architecture')}, sha256 {str(expected)[:12]}...); query with the model that "
-            "embedded the cells (omit --model to use it) or re-embed and rebuild the index"
-        )
-    transform = eval_transform_from_meta(meta)
-    dev = resolve_device(device)
-    module = module.to(dev).eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(images), QUERY_BATCH):
-            x = torch.stack([transform(img) for _, img in images[start : start + QUERY_BATCH]]).to(dev)
-            out.append(module(x).float().cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
+    encoder = Encoder.load(model_spec, device=device, seed=seed)
+    encoder.check(index_meta.get("weights_sha256"), str(index_meta["index_path"]))
+    return encoder.embed_images([img for _, img in images])
 
 
 def _missing(value: Any) -> bool:

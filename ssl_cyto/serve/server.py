@@ -56,6 +56,7 @@ def run_server(
     limits: Limits | None = None,
     token: str | None = None,
     log_level: str = "info",
+    model: str | None = None,
 ) -> None:
     """Load ``index`` once and serve the API and the page until interrupted.
 
@@ -68,13 +69,14 @@ def run_server(
         limits: upload caps.
         token: require this token on the API (bearer header or the page's cookie).
         log_level: uvicorn's log level (the access log has method, path and status only).
+        model: the backbone the cells were embedded with, when kept outside the embedding folder.
 
     Raises:
         ServeError: a start-up problem (see :func:`ssl_cyto.serve.state.load_state`, :func:`bind`).
     """
     sock = bind(host, port)
     try:
-        state = load_state(index, device=device, threads=threads)
+        state = load_state(index, device=device, threads=threads, model=model)
         app = create_app(state, limits, token)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host

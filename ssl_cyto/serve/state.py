@@ -3,8 +3,8 @@
 One embedding folder (:func:`ssl_cyto.formats.embeddings.read_embedding_folder`, vectors memory-
 mapped), its FAISS index (:func:`ssl_cyto.retrieval.index_io.load_index`), the model the folder was
 embedded with (found as ``ssl-cyto query`` finds it: :func:`ssl_cyto.retrieval.search.resolve_model`,
-loaded by :func:`ssl_cyto.embedding.model_spec.load_model`, refused unless its weights sha256 is
-the one ``index.json`` records), the cells' images (:class:`ssl_cyto.serve.images.ImageStore`) and
+or ``serve --model``; loaded by the one encoder path :class:`ssl_cyto.embedding.encoder.Encoder`,
+refused unless its weights sha256 is the one ``index.json`` records), the cells' images (:class:`ssl_cyto.serve.images.ImageStore`) and
 the UMAP coordinates written by ``ssl-cyto umap`` (``EMB_DIR/umap/umap.parquet``, or ``OUT/umap/``
 beside the ``OUT/emb/`` of ``ssl-cyto demo``) if present.
 
@@ -29,12 +29,12 @@ import torch
 from PIL import Image
 
 from ssl_cyto.data.vocabulary import full_name
-from ssl_cyto.embedding.model_spec import load_model
+from ssl_cyto.embedding.encoder import Encoder
+from ssl_cyto.embedding.encoder import resolve_device as encoder_device
 from ssl_cyto.formats.embeddings import EmbeddingFolder, read_embedding_folder
 from ssl_cyto.formats.errors import SslCytoError
-from ssl_cyto.models.weights import eval_transform_from_meta
 from ssl_cyto.retrieval.index_io import load_index
-from ssl_cyto.retrieval.search import resolve_model
+from ssl_cyto.retrieval.search import emb_dir_of, resolve_model
 from ssl_cyto.serve.errors import ServeError
 from ssl_cyto.serve.images import ImageStore, shard_files_of
 
@@ -54,14 +54,12 @@ def configure_threads(threads: int | None) -> int:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a start-up error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ServeError(f"--device {device}: no CUDA device is visible; use --device cpu")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise ServeError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
-    return device
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a start-up error (the one
+    resolver, :func:`ssl_cyto.embedding.encoder.resolve_device`, as a :class:`ServeError`)."""
+    try:
+        return encoder_device(device)
+    except SslCytoError as exc:
+        raise ServeError(str(exc)) from exc
 
 
 def _column(cells: pd.DataFrame, name: str) -> np.ndarray:
@@ -96,6 +94,7 @@ class ServeState:
     position: dict[str, int]
     umap: pd.DataFrame | None = None
     compute: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
+    encoder: Encoder | None = None
 
     @property
     def n(self) -> int:
@@ -108,10 +107,10 @@ class ServeState:
         return None if label is None else full_name(str(self.sources[i]), str(label))
 
     def embed(self, img: Image.Image) -> np.ndarray:
-        """Embed one RGB image with the index's model, as ``ssl-cyto query`` does: ``(1, D)`` float32."""
-        x = self.transform(img).unsqueeze(0).to(self.device)
-        with torch.no_grad():
-            return self.module(x).float().cpu().numpy().astype(np.float32)
+        """Embed one RGB image with the index's model through the one encoder path (as ``ssl-cyto
+        query`` and ``ssl-cyto embed`` do): ``(1, D)`` float32."""
+        assert self.encoder is not None
+        return self.encoder.embed_images([img])
 
     def vector_of(self, row: int) -> np.ndarray:
         """The stored vector of an indexed cell, ``(1, D)`` float32."""
@@ -146,33 +145,6 @@ def _row_lookup(
     return lookup
 
 
-def _check_weights(model_meta: dict, index_meta: dict, spec: str) -> None:
-    expected = index_meta.get("weights_sha256")
-    got = model_meta.get("weights_sha256")
-    if not expected:
-        raise ServeError(
-            f"{index_meta.get('index_path')}: the index records no model weights sha256; rebuild it with "
-            "`ssl-cyto index build EMB_DIR`"
-        )
-    if got != expected:
-        raise ServeError(
-            f"model {spec} (weights sha256 {str(got)[:12]}...) is not the model of this index "
-            f"(sha256 {str(expected)[:12]}...); re-embed and rebuild the index"
-        )
-
-
-def _emb_dir_of(index_path: Path, index_meta: dict) -> Path:
-    here = index_path.parent
-    if (here / "cells.parquet").is_file():
-        return here
-    recorded = index_meta.get("emb_dir")
-    if recorded and (Path(recorded) / "cells.parquet").is_file():
-        return Path(recorded)
-    raise ServeError(
-        f"{index_path}: no cells.parquet beside it nor in {recorded}; run `ssl-cyto embed` again"
-    )
-
-
 def _read_umap(emb_dir: Path, position: dict[str, int]) -> pd.DataFrame | None:
     """``EMB_DIR/umap/umap.parquet`` (``ssl-cyto umap``'s default), else ``EMB_DIR/../umap/umap.parquet``
     (where ``ssl-cyto demo`` puts it) if every cell in it is indexed here."""
@@ -186,13 +158,31 @@ def _read_umap(emb_dir: Path, position: dict[str, int]) -> pd.DataFrame | None:
     return None
 
 
-def load_state(index: str | Path, device: str = "auto", threads: int | None = None) -> ServeState:
+def _load_encoder(emb_dir: Path, model: str | None, dev: str, index_meta: dict) -> Encoder:
+    """The encoder of the indexed cells (``model`` or the one the folder records), weights checked."""
+    try:
+        spec = str(resolve_model(emb_dir, model))
+        encoder = Encoder.load(spec, device=dev)
+    except SslCytoError as exc:
+        raise ServeError(f"{emb_dir}: cannot load the model these cells were embedded with: {exc}") from exc
+    try:
+        encoder.check(index_meta.get("weights_sha256"), str(index_meta.get("index_path")))
+    except SslCytoError as exc:
+        raise ServeError(str(exc)) from exc
+    return encoder
+
+
+def load_state(
+    index: str | Path, device: str = "auto", threads: int | None = None, model: str | None = None
+) -> ServeState:
     """Load everything the service needs, once (see the module docstring).
 
     Args:
         index: an embedding folder with ``index.faiss`` (or the ``.faiss`` file).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for embedding uploads.
         threads: torch/FAISS threads and concurrent computations (default: the usable cores).
+        model: the backbone the cells were embedded with, when it is kept outside the embedding
+            folder (``serve --model``); refused unless its weights sha256 is the index's.
 
     Raises:
         ServeError: no folder, no index, a model that is missing or differs from the index's, or an
@@ -209,7 +199,7 @@ def load_state(index: str | Path, device: str = "auto", threads: int | None = No
     dev = resolve_device(device)
     try:
         faiss_index, index_meta = load_index(path)
-        emb_dir = _emb_dir_of(Path(index_meta["index_path"]), index_meta)
+        emb_dir = emb_dir_of(index_meta)
         folder = read_embedding_folder(emb_dir, mmap=True)
     except SslCytoError as exc:
         raise ServeError(f"--index {path}: {exc}") from exc
@@ -218,13 +208,7 @@ def load_state(index: str | Path, device: str = "auto", threads: int | None = No
             f"{emb_dir}: cells.parquet has {len(folder.cells)} rows but the index holds {faiss_index.ntotal}; "
             f"rebuild it with `ssl-cyto index build {emb_dir}`"
         )
-    try:
-        spec = str(resolve_model(emb_dir, None))
-        module, model_meta, _ = load_model(spec)
-    except SslCytoError as exc:
-        raise ServeError(f"{emb_dir}: cannot load the model these cells were embedded with: {exc}") from exc
-    _check_weights(model_meta, index_meta, spec)
-    module = module.to(dev).eval()
+    encoder = _load_encoder(emb_dir, model, dev, index_meta)
     cells = folder.cells
     cell_ids = cells["cell_id"].astype(str).to_numpy(dtype=object)
     position = {str(c): i for i, c in enumerate(cell_ids)}
@@ -239,10 +223,10 @@ def load_state(index: str | Path, device: str = "auto", threads: int | None = No
         folder=folder,
         index=faiss_index,
         index_meta=index_meta,
-        module=module,
-        model_meta=model_meta,
-        model_spec=spec,
-        transform=eval_transform_from_meta(model_meta),
+        module=encoder.module,
+        model_meta=encoder.meta,
+        model_spec=encoder.spec,
+        transform=encoder.transform,
         device=dev,
         threads=n_threads,
         images=images,
@@ -254,4 +238,5 @@ def load_state(index: str | Path, device: str = "auto", threads: int | None = No
         position=position,
         umap=_read_umap(emb_dir, position),
         compute=threading.BoundedSemaphore(n_threads),
+        encoder=encoder,
     )
