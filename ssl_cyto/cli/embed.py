@@ -55,16 +55,17 @@ def run(args: argparse.Namespace) -> int:
     from ssl_cyto.models.registry import WEIGHTLESS_BACKBONES, pretrained_tag, random_weights_note
 
     check_output_dir(args.out)
+    released = pretrained_tag(args.model) is not None and args.weights is None
+    if released:
+        from ssl_cyto.models import hub  # torch-free: a name that cannot be had stops within seconds
+
+        hub.resolve(args.model)  # fetched (or refused in one line) before any work
     from ssl_cyto.embedding import embed
     from ssl_cyto.embedding.model_spec import is_model_name
     from ssl_cyto.formats.embeddings import read_embed_json
 
-    if is_model_name(args.model):
-        if pretrained_tag(args.model) is not None and args.weights is None:
-            from ssl_cyto.models import hub
-
-            hub.resolve(args.model)  # fetched (or refused in one line) before any work
-        elif args.weights is None and args.model not in WEIGHTLESS_BACKBONES:
+    if is_model_name(args.model) and not released and args.weights is None:
+        if args.model not in WEIGHTLESS_BACKBONES:
             note(random_weights_note(args.model, args.seed))
     out = embed(
         args.model,

@@ -38,17 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the gallery path, query, then print the neighbours as JSON or a table."""
     check_output_file(args.gallery, "--gallery")
-    from ssl_cyto.embedding.model_spec import is_model_name
     from ssl_cyto.models.registry import WEIGHTLESS_BACKBONES, pretrained_tag, random_weights_note
+
+    released = bool(args.model) and pretrained_tag(args.model) is not None
+    if released:
+        from ssl_cyto.models import hub  # torch-free: a name that cannot be had stops within seconds
+
+        hub.resolve(args.model)  # fetched (or refused in one line) before any work
+    from ssl_cyto.embedding.model_spec import is_model_name
     from ssl_cyto.retrieval.search import format_table, query
 
-    if args.model and is_model_name(args.model):
-        if pretrained_tag(args.model) is not None:
-            from ssl_cyto.models import hub
-
-            hub.resolve(args.model)  # fetched (or refused in one line) before any work
-        elif args.model not in WEIGHTLESS_BACKBONES:
-            note(random_weights_note(args.model, args.seed))
+    if args.model and is_model_name(args.model) and not released and args.model not in WEIGHTLESS_BACKBONES:
+        note(random_weights_note(args.model, args.seed))
     results = query(
         args.images,
         args.index,

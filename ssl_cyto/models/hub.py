@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +152,7 @@ def resolve(name: str, *, weights: bool = True) -> Released:
     if name.startswith("local-dir:"):
         rel = _resolve_local(name, name.partition(":")[2])
     elif name.startswith(("hf-hub:", "hf_hub:", "timm/")):
-        repo = name.partition(":")[2] if ":" in name else name
-        rel = _resolve_hub(name, repo, weights)
+        rel = _resolve_hub(name, name.partition(":")[2] if ":" in name else name, weights)
     else:
         rel = _resolve_timm_tag(name, weights)
     if rel.weights_file or known is None:
@@ -201,12 +200,13 @@ def _rank() -> int:
 
 
 def _unavailable(name: str, reason: str) -> HubUnavailableError:
+    arch = name.partition(".")[0] if not name.startswith(("hf-hub:", "hf_hub:", "timm/", "local-dir:")) else "ARCH"
     return HubUnavailableError(
         f"--model {name}: the weights cannot be had here ({reason}); ways out: log in (`hf auth login`) "
         "where the repository is gated or private, pre-download them into the cache on a machine with "
         f"internet (python -c \"import timm; timm.create_model('{name}', pretrained=True)\") and point "
         "HF_HOME at that cache, or "
-        + WEIGHTS_ADVICE_SHORT
+        + WEIGHTS_ADVICE_SHORT.replace("ARCH", arch)
     )
 
 
@@ -286,23 +286,7 @@ def _first_file(name: str, repo: str, revision: str | None) -> str:
 
 
 def _resolve_timm_tag(name: str, weights: bool) -> Released:
-    import timm
-
-    arch = name.partition(".")[0]
-    cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=False) if timm.is_model(arch) else None
-    if cfg is None:
-        raise BackboneError(
-            f"--model {name}: timm knows no pretrained weights by this name (see timm.list_pretrained('{arch}*'))"
-        )
-    pretrained = cfg.to_dict()
-    hub_id = pretrained.get("hf_hub_id")
-    if not hub_id:
-        raise _unavailable(name, "timm lists only a URL for these weights, not a hub repository")
-    rel = Released(name, arch, {}, pretrained)
-    if not weights:
-        return rel
-    filename = pretrained.get("hf_hub_filename")
-    file = _hf_file(name, hub_id, filename, None) if filename else _first_file(name, hub_id, None)
-    if file is None:
-        raise _unavailable(name, f"{hub_id} has no {filename}")
-    return replace(rel, revision=Path(file).parent.name, weights_file=file, file_sha256=sha256_file(file))
+    """A timm name with its tag: timm keeps these weights in the hub repository ``timm/<name>``, whose
+    ``config.json`` gives the architecture and its ``pretrained_cfg``. Torch-free, so a name that cannot
+    be had is refused before torch is even imported."""
+    return _resolve_hub(name, f"timm/{name}", weights)

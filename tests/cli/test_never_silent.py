@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from tests.cli.never_silent_support import cli, copy_cells, env, write_odd_images
+from tests.models.hub_support import fake_hub
 
 
 @pytest.fixture(scope="module")
@@ -88,35 +89,43 @@ def test_embed_says_n_of_m_with_one_bad_image_and_pack_skips_it(synth_folder: Pa
 
 
 # ------------------------------------------------------------------------------------------ item 2
-def test_pretrained_tags_are_refused_and_weights_files_accepted(shards: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["resnet18.a1_in1k", "hf-hub:test/not_cached"])
+def test_released_weights_not_in_the_cache_stop_in_one_line(
+    name: str, shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_hub(tmp_path, monkeypatch)  # an empty cache, HF_HUB_OFFLINE=1
+    t0 = time.monotonic()
+    r = cli("embed", "--model", name, "--data", shards, "--out", tmp_path / "e")
+    assert time.monotonic() - t0 < 10, "bounded: stops within seconds"
+    assert r.rc == 2
+    line = r.one_error_line()
+    assert name in line and "HF_HUB_OFFLINE=1" in line and "not in the cache" in line
+    assert "hf auth login" in line and "HF_HOME" in line and "--weights FILE" in line  # the ways out
+    assert not (tmp_path / "e").exists(), "refused before any work"
+
+
+def test_weights_files_safe_by_default(shards: Path, tmp_path: Path) -> None:
     import torch
 
     from ssl_cyto.models.factory import build_backbone
 
-    r = cli("embed", "--model", "resnet18.a1_in1k", "--data", shards, "--out", tmp_path / "e")
-    assert r.rc == 2
-    line = r.one_error_line()
-    assert (
-        "resnet18.a1_in1k" in line and "never downloads" in line and "--model resnet18 --weights FILE" in line
-    )
-    assert not (tmp_path / "e").exists(), "refused before any work"
     module, _ = build_backbone("tiny_cnn")
     torch.save(module.state_dict(), tmp_path / "mine.pt")
-    ok = cli(
-        "embed",
-        "--model",
-        "tiny_cnn",
-        "--weights",
-        tmp_path / "mine.pt",
-        "--data",
-        shards,
-        "--out",
-        tmp_path / "w",
-    )
+    ok = cli("embed", "--model", "tiny_cnn", "--weights", tmp_path / "mine.pt", "--data", shards, "--out", tmp_path / "w")
     assert ok.rc == 0, ok.err
     assert "RANDOM" not in ok.err and "random weights" not in ok.out
     model = json.loads((tmp_path / "w" / "model.json").read_text())
     assert model["random_init"] is False and model["weights_source"] == str((tmp_path / "mine.pt").resolve())
+    assert model["source"]["file_sha256"] and model["format_version"] == 2
+    # a pickle that needs weights_only=False (it could run code) is refused unless --trust-weights
+    torch.save({**module.state_dict(), "extra": _Opaque()}, tmp_path / "pickle.pt")
+    args = ("embed", "--model", "tiny_cnn", "--weights", tmp_path / "pickle.pt", "--data", shards)
+    bad = cli(*args, "--out", tmp_path / "p")
+    assert bad.rc == 2 and "--trust-weights" in bad.one_error_line() and "weights_only" in bad.one_error_line()
+
+
+class _Opaque:
+    """An object torch.load(weights_only=True) refuses."""
 
 
 def test_gallery_title_says_random_weights(
