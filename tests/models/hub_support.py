@@ -45,6 +45,7 @@ def publish(
     seed: int = 0,
     safetensors: bool = True,
     config: dict[str, Any] | None = None,
+    data_config: dict[str, Any] | None = None,
     **model_kwargs: Any,
 ) -> dict[str, Any]:
     """Save a seeded ``timm.create_model(arch, **model_kwargs)`` as hub repository ``test/NAME``.
@@ -56,6 +57,7 @@ def publish(
         seed: torch seed of the weights.
         safetensors: ``model.safetensors`` (else ``pytorch_model.bin``).
         config: write this ``config.json`` instead of timm's (e.g. a transformers one); None: timm's.
+        data_config: preprocessing to record (``mean``, ``std``, ``interpolation``, ``crop_pct``).
         **model_kwargs: passed to ``timm.create_model``.
 
     Returns:
@@ -69,7 +71,7 @@ def publish(
     repo = home / "hub" / f"models--test--{name}"
     snap = repo / "snapshots" / REVISION
     tmp = home / "staging" / name
-    timm.models.save_for_hf(model, str(tmp), safe_serialization=safetensors)
+    timm.models.save_for_hf(model, str(tmp), safe_serialization=safetensors, data_config=data_config)
     if config is not None:
         (tmp / "config.json").write_text(json.dumps(config))
     snap.mkdir(parents=True, exist_ok=True)
