@@ -151,6 +151,8 @@ def build_index(
         "zero_vectors": zero,
         "weights_sha256": folder.model.get("weights_sha256"),
         "architecture": folder.model.get("architecture"),
+        "source": folder.model.get("source"),  # format 2: where the model's starting weights came from
+        "format_version": 2,
         "embeddings": EMBEDDINGS_FILE,
         "embeddings_sha256": sha256_file(folder.embeddings_path),
         "emb_dir": str(folder.path.resolve()),
