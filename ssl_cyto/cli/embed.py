@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from ssl_cyto.embedding.model_spec import is_model_name
     from ssl_cyto.formats.embeddings import read_embed_json
 
-    if is_model_name(args.model) and not released and args.weights is None:
-        if args.model not in WEIGHTLESS_BACKBONES:
-            note(random_weights_note(args.model, args.seed))
+    plain_name = is_model_name(args.model) and not released and args.weights is None
+    if plain_name and args.model not in WEIGHTLESS_BACKBONES:
+        note(random_weights_note(args.model, args.seed))
     out = embed(
         args.model,
         args.data,

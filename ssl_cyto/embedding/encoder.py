@@ -120,8 +120,9 @@ class Encoder:
             EmbedError: the backbone does not return ``(B, D)``.
         """
         x = images.to(self.device, non_blocking=True)
-        with torch.no_grad(), torch.autocast(
-            device_type="cuda", dtype=self.amp or torch.float16, enabled=self.amp is not None
+        with (
+            torch.no_grad(),
+            torch.autocast(device_type="cuda", dtype=self.amp or torch.float16, enabled=self.amp is not None),
         ):
             f = self.module(x)
         out = f.float().cpu().numpy()

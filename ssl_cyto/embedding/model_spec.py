@@ -32,8 +32,14 @@ from torch import nn
 from ssl_cyto.embedding.errors import EmbedError, MissingModelError, ModelMismatchError
 from ssl_cyto.formats.hashing import sha256_file
 from ssl_cyto.formats.model_json import MODEL_JSON, read_model_json, write_model_json
-from ssl_cyto.models.factory import backbone_norm, build_backbone, default_input_size, released_arch, sized_kwargs
 from ssl_cyto.models import hub
+from ssl_cyto.models.factory import (
+    backbone_norm,
+    build_backbone,
+    default_input_size,
+    released_arch,
+    sized_kwargs,
+)
 from ssl_cyto.models.registry import HUB_PREFIXES, WEIGHTLESS_BACKBONES
 from ssl_cyto.models.weights import load_backbone_folder, save_backbone
 from ssl_cyto.training.export import backbone_from_checkpoint

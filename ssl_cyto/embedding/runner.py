@@ -198,7 +198,9 @@ def _open_run(model: str, data: str, out: Path, opts: dict[str, Any]) -> _Run | 
     return _Run(out, encoder, fp, partial, t_start)
 
 
-def _embed_cells(run: _Run, res: ResolvedData, data_plan: _Plan, done: set[str], opts: dict[str, Any]) -> tuple[_Tally, Any]:
+def _embed_cells(
+    run: _Run, res: ResolvedData, data_plan: _Plan, done: set[str], opts: dict[str, Any]
+) -> tuple[_Tally, Any]:
     """Embed the cells still to do into partial chunks; returns the tally and the loader (its skips)."""
     columns = list(CATALOG_COLUMNS)
     tally = _Tally()
@@ -207,7 +209,10 @@ def _embed_cells(run: _Run, res: ResolvedData, data_plan: _Plan, done: set[str],
     loader: Any = []
     if data_plan.to_read != 0 or res.kind != "catalog":
         loader = eval_loader(
-            data_plan.source, run.encoder.transform, batch_size=opts["batch_size"], num_workers=opts["num_workers"]
+            data_plan.source,
+            run.encoder.transform,
+            batch_size=opts["batch_size"],
+            num_workers=opts["num_workers"],
         )
     feats: list[np.ndarray] = []
     rows: list[dict] = []
@@ -220,7 +225,7 @@ def _embed_cells(run: _Run, res: ResolvedData, data_plan: _Plan, done: set[str],
                 rows.extend(batch_rows)
                 tally.embedded += len(batch_rows)
                 n_batches += 1
-        
+
                 ck.write_chunk(run.partial, chunk_index, feats, rows, columns)
                 if on_chunk is not None:
                     on_chunk(chunk_index)
@@ -281,7 +286,9 @@ def _record(
         "counts": counts,
         "timing": {
             "seconds": round(seconds, 2),
-            "cells_per_second_this_run": round(counts["embedded_this_run"] / seconds, 2) if seconds > 0 else None,
+            "cells_per_second_this_run": round(counts["embedded_this_run"] / seconds, 2)
+            if seconds > 0
+            else None,
         },
         "hardware": hardware_summary(),
         "torch": torch.__version__,

@@ -24,9 +24,9 @@ from typing import Any
 import timm
 from torch import nn
 
+from ssl_cyto.models import hub
 from ssl_cyto.models.errors import BackboneError
 from ssl_cyto.models.pooling import MultiScalePool
-from ssl_cyto.models import hub
 from ssl_cyto.models.registry import BACKBONES, IDENTITY_NORM_BACKBONES
 from ssl_cyto.models.state import load_state_strict, load_weights_into, read_state_dict
 from ssl_cyto.transforms import IMAGENET_MEAN, IMAGENET_STD

@@ -138,6 +138,21 @@ def remember(record: dict[str, Any]) -> Released:
     return _KNOWN[rel.name]
 
 
+def record_of_checkpoint(path: str | os.PathLike | None) -> dict[str, Any] | None:
+    """The released-weights record a training checkpoint carries (``hyper_parameters.backbone_source``),
+    or None: what a resumed run needs to rebuild its backbone without the hub."""
+    if not path or not Path(path).is_file():
+        return None
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, OSError, EOFError, ValueError):
+        return None  # not ours to judge here: Lightning reports an unreadable checkpoint itself
+    record = (obj.get("hyper_parameters") or {}).get("backbone_source") if isinstance(obj, dict) else None
+    return dict(record) if isinstance(record, dict) else None
+
+
 def resolve(name: str, *, weights: bool = True) -> Released:
     """Resolve released weights by name; with ``weights`` the weights file is fetched too.
 
@@ -200,13 +215,16 @@ def _rank() -> int:
 
 
 def _unavailable(name: str, reason: str) -> HubUnavailableError:
-    arch = name.partition(".")[0] if not name.startswith(("hf-hub:", "hf_hub:", "timm/", "local-dir:")) else "ARCH"
+    arch = (
+        name.partition(".")[0]
+        if not name.startswith(("hf-hub:", "hf_hub:", "timm/", "local-dir:"))
+        else "ARCH"
+    )
     return HubUnavailableError(
         f"--model {name}: the weights cannot be had here ({reason}); ways out: log in (`hf auth login`) "
         "where the repository is gated or private, pre-download them into the cache on a machine with "
         f"internet (python -c \"import timm; timm.create_model('{name}', pretrained=True)\") and point "
-        "HF_HOME at that cache, or "
-        + WEIGHTS_ADVICE_SHORT.replace("ARCH", arch)
+        "HF_HOME at that cache, or " + WEIGHTS_ADVICE_SHORT.replace("ARCH", arch)
     )
 
 
@@ -263,7 +281,9 @@ def _resolve_hub(name: str, repo_rev: str, weights: bool) -> Released:
             f"--model {name}: hub repository {repo} has no config.json, so it is not in timm's format "
             f"(e.g. a .pth release); download its weights and {WEIGHTS_ADVICE_SHORT}"
         )
-    arch, args, cfg = _parse_config(name, f"hub repository {repo}", json.loads(Path(config).read_text("utf-8")))
+    arch, args, cfg = _parse_config(
+        name, f"hub repository {repo}", json.loads(Path(config).read_text("utf-8"))
+    )
     commit = Path(config).parent.name
     if not weights:
         return Released(name, arch, args, cfg, commit)

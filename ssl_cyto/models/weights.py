@@ -27,9 +27,9 @@ from ssl_cyto.formats.model_json import (
     write_model_json,
 )
 from ssl_cyto.formats.provenance import git_commit, package_versions
+from ssl_cyto.models import hub
 from ssl_cyto.models.errors import BackboneError
 from ssl_cyto.models.factory import backbone_norm, build_backbone, default_input_size
-from ssl_cyto.models import hub
 from ssl_cyto.models.state import load_state_strict, load_weights_into, serialize_state
 from ssl_cyto.transforms import EvalTransform
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from ssl_cyto.data.images import ImageDecodeError, open_rgb
 from ssl_cyto.embedding.encoder import Encoder
 from ssl_cyto.embedding.errors import ModelMismatchError

@@ -21,10 +21,29 @@ import torch
 from torch import nn
 
 from ssl_cyto.data.loading.seeding import step_seed
-from ssl_cyto.models.factory import backbone_norm, build_backbone, sized_kwargs
+from ssl_cyto.models import hub
+from ssl_cyto.models.factory import (
+    backbone_norm,
+    build_backbone,
+    default_input_size,
+    released_arch,
+    sized_kwargs,
+)
 from ssl_cyto.tasks.optim import build_optimizer, param_groups
 from ssl_cyto.tasks.schedule import ScheduleMixin
 from ssl_cyto.transforms import CellAugment, DecodeOnly, DeviceViews, EvalTransform, MultiView, ViewSpec
+
+
+def released_start(backbone: str, record: dict[str, Any] | None, hparams: Any) -> bool:
+    """Whether to load released weights into the backbone: yes for a fresh run (the record is saved
+    in ``hparams`` so checkpoints carry it); no when a record is given (resume, export: the weights
+    come from the checkpoint and the architecture from the record, without the hub)."""
+    if record:
+        hub.remember(record)
+        return False
+    if hub.is_released(backbone):
+        hparams["backbone_source"] = hub.resolve(backbone).record()
+    return True
 
 
 class SSLTask(ScheduleMixin, pl.LightningModule):
@@ -33,8 +52,12 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
     Args:
         backbone: timm name, ``tiny_cnn`` or ``colour_hist``.
         backbone_kwargs: options for the backbone (e.g. ``{"width": 32}``, ``{"pool": "multiscale"}``).
-        input_size: side of the (global) training views and of the eval transform (a ViT is built for it).
+        input_size: side of the (global) training views and of the eval transform (a ViT is built for it);
+            default: released weights' own (224 for a ViT-S/14 of DINOv2 or DinoBloom), else 96.
         checkpoint_path: local weights to start the backbone from (never downloaded).
+        backbone_source: filled in by the task when ``backbone`` names released weights (their
+            :meth:`ssl_cyto.models.hub.Released.record`); a resumed run or an export rebuilds the
+            architecture from it without the hub (the weights come from the checkpoint).
         optimizer: ``lars`` (large batches), ``adamw`` or ``sgd``.
         lr: base learning rate, scaled by ``lr_scaling`` with the global batch.
         lr_scaling: ``linear`` (lr * B / 256), ``sqrt`` (lr * sqrt(B / 256)) or ``none``.
@@ -57,8 +80,9 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
         self,
         backbone: str = "resnet18",
         backbone_kwargs: dict[str, Any] | None = None,
-        input_size: int = 96,
+        input_size: int | None = None,
         checkpoint_path: str | None = None,
+        backbone_source: dict[str, Any] | None = None,
         optimizer: Literal["lars", "adamw", "sgd"] = "adamw",
         lr: float = 2e-3,
         lr_scaling: Literal["linear", "sqrt", "none"] = "linear",
@@ -82,10 +106,12 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()  # collects the subclasses' __init__ arguments too
         self.backbone_name = backbone
+        pretrained = released_start(backbone, backbone_source, self.hparams)
+        input_size = input_size or (default_input_size(backbone) if hub.is_released(backbone) else 96)
         self.backbone_kwargs = sized_kwargs(backbone, input_size, backbone_kwargs)
         self.input_size = int(input_size)
         self.backbone, self.embed_dim = build_backbone(
-            backbone, checkpoint_path=checkpoint_path, **self.backbone_kwargs
+            backbone, checkpoint_path=checkpoint_path, pretrained=pretrained, **self.backbone_kwargs
         )
         mean, std = backbone_norm(backbone)
         self.aug = CellAugment(
@@ -162,8 +188,9 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
         return self.backbone
 
     def export_meta(self) -> dict[str, Any]:
-        """``model.json`` fields this task knows (``save_backbone`` adds weights, versions, date)."""
-        return {
+        """``model.json`` fields this task knows (``save_backbone`` adds weights, versions, date); a
+        backbone started from released weights records its timm architecture and ``source``."""
+        meta = {
             "architecture": self.backbone_name,
             "backbone_kwargs": self.backbone_kwargs,
             "embed_dim": self.embed_dim,
@@ -172,6 +199,11 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
             "std": list(self.aug.std),
             "method": self.method,
         }
+        if hub.is_released(self.backbone_name):
+            arch, options = released_arch(self.backbone_name, self.backbone_kwargs)
+            rel = hub.resolve(self.backbone_name, weights=False)
+            meta.update(architecture=arch, backbone_kwargs=options, source=rel.source(), released=rel.record())
+        return meta
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Make every checkpoint self-describing (``ssl_cyto.training.export`` rebuilds the task from it)."""

@@ -30,7 +30,8 @@ from lightly.models.utils import deactivate_requires_grad
 from torch import nn
 
 from ssl_cyto.formats.errors import InputError
-from ssl_cyto.models.factory import takes_any_size
+from ssl_cyto.models import hub
+from ssl_cyto.models.factory import patch_size_of, takes_any_size
 from ssl_cyto.tasks.momentum import MomentumTask
 from ssl_cyto.tasks.precision import DINOLoss32
 from ssl_cyto.tasks.schedule import cosine_at
@@ -43,7 +44,8 @@ class DINO(MomentumTask):
 
     Args:
         n_local_crops: number of local views per sample (0 disables multi-crop).
-        local_size: side of the local views (default ``input_size * 3 // 7``, i.e. 96 for 224, at least
+        local_size: side of the local views (default ``input_size * 3 // 7``, i.e. 96 for 224, rounded to
+            whole patches for released ViT weights - 98 for a ViT-S/14 -, at least
             16). A backbone that takes one input size only (timm's BEiT, for one: no
             ``dynamic_img_size``) gets its local views at ``input_size``.
         local_scale: crop area range of local views.
@@ -127,7 +129,12 @@ class DINO(MomentumTask):
                     "model.init_args.local_size to null or to input_size"
                 )
             return self.input_size
-        return int(local_size) if local_size else max(16, self.input_size * 3 // 7)
+        if local_size:
+            return int(local_size)
+        size = max(16, self.input_size * 3 // 7)
+        # released ViT weights: a whole number of patches (98 px for a ViT-S/14 at 224, as DINOv2)
+        patch = patch_size_of(self.backbone) if hub.is_released(self.backbone_name) else None
+        return max(patch, round(size / patch) * patch) if patch else size
 
     def _head(self) -> DINOProjectionHead:
         h = self.hp

@@ -56,6 +56,7 @@ from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from ssl_cyto.data.datamodule import CellDataModule
 from ssl_cyto.formats.errors import InputError
 from ssl_cyto.formats.provenance import git_commit, package_versions
+from ssl_cyto.models import hub
 from ssl_cyto.tasks.base import SSLTask
 from ssl_cyto.training.callbacks import (
     CollapseGuard,
@@ -209,6 +210,11 @@ class SSLCytoCLI(LightningCLI):
         }
         self.trainer_defaults = dict(self.trainer_defaults)
         self.trainer_defaults["callbacks"] = [RunMetadata(self.run_meta), *self.extra_callbacks]
+        # a resumed run rebuilds a backbone of released weights from its checkpoint's record: no hub
+        resume = cfg.get("ckpt_path") or (find_resume_checkpoint(self.root_dir) if cfg.run.resume else None)
+        record = hub.record_of_checkpoint(resume)
+        if record and hasattr(cfg.model.init_args, "backbone_source"):
+            cfg.model.init_args.backbone_source = record
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         cfg = self._get(self.config_init, "trainer")

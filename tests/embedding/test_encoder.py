@@ -32,7 +32,9 @@ def test_embed_query_and_serve_give_one_image_the_same_vector(
     from ssl_cyto.serve.state import load_state
 
     home = fake_hub(tmp_path, monkeypatch)
-    saved = publish(home, "vit", "vit_tiny_patch16_224", img_size=32, data_config={"mean": (0.5,) * 3, "std": (0.2,) * 3})
+    saved = publish(
+        home, "vit", "vit_tiny_patch16_224", img_size=32, data_config={"mean": (0.5,) * 3, "std": (0.2,) * 3}
+    )
     emb = embed("hf-hub:test/vit", synth_folder, tmp_path / "emb", batch_size=8, progress=False, device="cpu")
     build_index(emb, progress=False)
     model = json.loads((emb / "model.json").read_text())
@@ -49,13 +51,18 @@ def test_embed_query_and_serve_give_one_image_the_same_vector(
     got = search.query([image], emb, k=1, device="cpu")
     assert got[0]["neighbours"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
     meta = json.loads((emb / "index.json").read_text()) | {"index_path": str(emb / "index.faiss")}
-    queried = search._embed_images([(str(image), Image.open(image).convert("RGB"))], str(emb / "backbone"), meta, "cpu", 0)
+    queried = search._embed_images(
+        [(str(image), Image.open(image).convert("RGB"))], str(emb / "backbone"), meta, "cpu", 0
+    )
     state = load_state(emb, device="cpu", threads=1)
     served = state.embed(Image.open(image).convert("RGB"))
     np.testing.assert_allclose(queried[0], stored, rtol=1e-5, atol=1e-5)  # batch of 8 vs 1
     np.testing.assert_allclose(served[0], queried[0], rtol=0, atol=0)  # one path: identical
     # serve --model: the same model given from outside the folder; another model is refused
-    assert load_state(emb, device="cpu", threads=1, model="hf-hub:test/vit").model_meta["weights_sha256"] == model["weights_sha256"]
+    assert (
+        load_state(emb, device="cpu", threads=1, model="hf-hub:test/vit").model_meta["weights_sha256"]
+        == model["weights_sha256"]
+    )
     from ssl_cyto.serve.errors import ServeError
 
     with pytest.raises(ServeError, match="not the model of this index"):
@@ -82,5 +89,7 @@ def test_copied_folder_keeps_its_in_folder_backbone(synth_folder: Path, tmp_path
     shutil.rmtree(original)
     build_index(copy, progress=False)
     image, _ = _first_cell(copy)
-    assert search.query([image], copy, k=1, device="cpu")[0]["neighbours"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert search.query([image], copy, k=1, device="cpu")[0]["neighbours"][0]["similarity"] == pytest.approx(
+        1.0, abs=1e-5
+    )
     assert load_state(copy, device="cpu", threads=1).model_spec == str(copy / "mine")

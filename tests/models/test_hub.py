@@ -24,7 +24,9 @@ def _equal(module: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
         assert torch.equal(value, saved[key]), key
 
 
-def test_hf_hub_vit_and_resnet_load_the_saved_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_hub_vit_and_resnet_load_the_saved_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = fake_hub(tmp_path, monkeypatch)
     norm = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
     vit = publish(home, "vit", "vit_tiny_patch16_224", img_size=32, data_config=norm)
@@ -115,7 +117,10 @@ def test_unsafe_pickles_need_trust_and_safetensors_load(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     module, _ = build_backbone("tiny_cnn", width=4, depth=2)
-    torch.save({"state_dict": {f"backbone.{k}": v for k, v in module.state_dict().items()}, "x": Opaque()}, tmp_path / "p.ckpt")
+    torch.save(
+        {"state_dict": {f"backbone.{k}": v for k, v in module.state_dict().items()}, "x": Opaque()},
+        tmp_path / "p.ckpt",
+    )
     other, _ = build_backbone("tiny_cnn", width=4, depth=2)
     with pytest.raises(BackboneError, match="--trust-weights"):
         load_weights_into(other, tmp_path / "p.ckpt")
