@@ -18,10 +18,10 @@ MIN_CELLS = 50
 
 
 def parse_baseline(text: str) -> tuple[str, str]:
-    """``NAME=EMB_DIR`` of ``--baseline`` -> ``(name, folder)``."""
+    """``NAME=SPEC`` of ``--baseline`` -> ``(name, spec)``: an embedding folder or a ``--model`` spec."""
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"--baseline takes NAME=EMB_DIR, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--baseline takes NAME=EMB_DIR or NAME=MODEL, got {text!r}")
     return name, path
 
 
@@ -52,8 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         type=parse_baseline,
         default=[],
-        metavar="NAME=EMB_DIR",
-        help="an extra (or overriding: random=..., colour=...) baseline embedding folder of the same cells",
+        metavar="NAME=SPEC",
+        help="an extra (or overriding: random=..., colour=...) baseline: an embedding folder of the same cells, "
+        "or a --model spec (e.g. dinobloom=hf-hub:1aurent/vit_small_patch14_224.dinobloom) embedded on "
+        "EMB_DIR's cells into EMB_DIR/baselines/ (cached by its weights' sha256)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of split, validation part, subsets and bootstrap"
@@ -79,8 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ssl-cyto probe``: print the report's path."""
+    from ssl_cyto.evaluation.model_baseline import baseline_folder
     from ssl_cyto.evaluation.probing import probe
 
+    args.baseline = [(name, str(baseline_folder(args.emb_dir, name, spec))) for name, spec in args.baseline]
     result = probe(
         args.emb_dir,
         protocol=args.protocol,
