@@ -71,8 +71,8 @@ def _refuse_untimm(module: Any, meta: dict[str, Any], ckpt: str) -> None:
 
 def _data_licences(meta: dict[str, Any], obj_config: dict[str, Any]) -> dict[str, str]:
     """``{source: licence}`` of the training data, read from the shard folder's index.json when it can be."""
-    data = obj_config.get("data") if isinstance(obj_config.get("data"), dict) else {}
-    spec = str(data.get("data") or "")
+    data = obj_config.get("data")
+    spec = str((data if isinstance(data, dict) else {}).get("data") or "")
     sources: list[str] = []
     index = Path(spec) / "index.json" if spec and Path(spec).is_dir() else None
     if index is not None and index.is_file():
@@ -142,7 +142,7 @@ def export_timm(
     """
     import timm
 
-    module, meta = backbone_from_checkpoint(ckpt)
+    module, meta = backbone_from_checkpoint(Path(ckpt))
     _refuse_untimm(module, meta, str(ckpt))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,7 @@ def export_timm(
     meta.update(weights_file="model.safetensors", export_format="timm")
     from ssl_cyto.training.export import load_checkpoint
 
-    config = dict((load_checkpoint(ckpt).get("ssl_cyto") or {}).get("config") or {})
+    config = dict((load_checkpoint(Path(ckpt)).get("ssl_cyto") or {}).get("config") or {})
     licences = _data_licences(meta, config)
     meta["data_licences"] = licences
     write_model_json(out, meta)
