@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ssl_cyto.formats.imports import import_object
 
 
 def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
@@ -21,8 +22,7 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
         target = exports.get(name)
         if target is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        module, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return import_object(target)
 
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(exports))

@@ -16,7 +16,6 @@ DINO's smaller local crops fit; :func:`takes_any_size` says whether the built mo
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from functools import cache
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import timm
 from torch import nn
 
+from ssl_cyto.formats.imports import import_object
 from ssl_cyto.models import hub
 from ssl_cyto.models.errors import BackboneError
 from ssl_cyto.models.pooling import MultiScalePool
@@ -210,8 +210,7 @@ def _build_released(
 def _build_registered(
     name: str, pool: str, pool_stages: int, kwargs: dict[str, Any]
 ) -> tuple[nn.Module, int]:
-    module_name, _, cls_name = BACKBONES[name].partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
+    cls = import_object(BACKBONES[name])
     params = inspect.signature(cls).parameters
     pooled = "pool" in params
     allowed = {p for p in params if p not in ("pool", "pool_stages")}

@@ -8,10 +8,10 @@ and its help take their method list from :func:`method_names`; nothing here impo
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from ssl_cyto.formats.errors import InputError, MissingInputError
+from ssl_cyto.formats.imports import import_object
 
 METHODS: dict[str, str] = {
     "simclr": "ssl_cyto.tasks.simclr:SimCLR",
@@ -39,8 +39,7 @@ def method_class(name: str) -> type:
     Raises:
         InputError: an unknown method name.
     """
-    module_name, _, cls_name = METHODS[_check(name)].partition(":")
-    cls: type = getattr(importlib.import_module(module_name), cls_name)
+    cls: type = import_object(METHODS[_check(name)])
     return cls
 
 

@@ -13,7 +13,6 @@ from, and package versions. Checkpoints written before the layered redesign (cla
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from pytorch_lightning.cli import instantiate_module
 from torch import nn
 
 from ssl_cyto.formats.errors import InputError
+from ssl_cyto.formats.imports import import_object
 from ssl_cyto.models.weights import save_backbone
 
 __all__ = ["ExportError", "backbone_from_checkpoint", "export_checkpoint", "load_checkpoint", "task_from_checkpoint"]
@@ -32,11 +32,11 @@ class ExportError(InputError):
 
 
 def _import_class(path: str) -> type:
-    module_name, _, name = path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
+        cls: type = import_object(path)
+    except InputError as exc:
         raise ExportError(f"cannot import the task class {path!r} recorded in the checkpoint: {exc}") from exc
+    return cls
 
 
 def load_checkpoint(ckpt: str | Path) -> dict[str, Any]:

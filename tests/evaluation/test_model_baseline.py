@@ -24,11 +24,15 @@ def test_model_spec_baseline_gets_its_row_and_is_cached(
     assert ssl_cyto_main([*argv, "--baseline", "vit=hf-hub:test/vit"]) == 0
     folder = next((emb / "baselines").glob("vit-*"))
     model = json.loads((folder / "model.json").read_text())
-    assert folder.name == f"vit-{model['weights_sha256'][:12]}" and model["source"]["name"] == "hf-hub:test/vit"
+    assert (
+        folder.name == f"vit-{model['weights_sha256'][:12]}" and model["source"]["name"] == "hf-hub:test/vit"
+    )
     report = (emb / "probe" / "report.md").read_text()
     assert "| vit | linear probe |" in report and "| vit | kNN k=20 |" in report  # its row ...
     probe = json.loads((emb / "probe" / "probe.json").read_text())
-    assert "vit" in probe["models"] and '"vs_baselines": {"vit"' in json.dumps(probe)  # ... and the paired difference
+    assert "vit" in probe["models"] and '"vs_baselines": {"vit"' in json.dumps(
+        probe
+    )  # ... and the paired difference
     stamp = (folder / "embeddings.npy").stat().st_mtime_ns
     assert baseline_folder(emb, "vit", "hf-hub:test/vit", device="cpu") == folder  # cached: not re-embedded
     assert (folder / "embeddings.npy").stat().st_mtime_ns == stamp

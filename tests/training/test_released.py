@@ -84,7 +84,9 @@ def test_export_timm_resnet_round_trip_push_and_refusals(
     ckpt = Path(run_fit(_args(tmp_path / "run", synth_folder, "simclr", "resnet10t", 3)))
     out = _export_round_trip(ckpt, synth_folder, tmp_path / "cnn", None)
     card = (out / "README.md").read_text()
-    assert "unknown" in card and "simclr" in card  # a folder of images: licence unknown and "resolve_data_config" in card
+    assert (
+        "unknown" in card and "simclr" in card
+    )  # a folder of images: licence unknown and "resolve_data_config" in card
     # --push with a stubbed HfApi: uploads where logged in, else one line and exit 2
     pushed: list[tuple[str, str]] = []
 

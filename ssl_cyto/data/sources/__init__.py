@@ -17,7 +17,6 @@ stay usable within the source.
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ssl_cyto.data.sources.base import (
     SourceError,
     SourceNotFoundError,
 )
+from ssl_cyto.formats.imports import import_object
 
 SOURCES: dict[str, str] = {
     "aml-lmu": "ssl_cyto.data.sources.aml_lmu:AmlLmuSource",
@@ -92,10 +92,7 @@ def source_class(kind: str) -> type[CellSource]:
     """
     if kind not in SOURCES:
         raise SourceError(f"unknown source kind {kind!r}: use {_kinds_text()}")
-    module_name, _, class_name = SOURCES[kind].partition(":")
-    obj = importlib.import_module(module_name)
-    for part in class_name.split("."):
-        obj = getattr(obj, part)
+    obj = import_object(SOURCES[kind])
     if not (isinstance(obj, type) and issubclass(obj, CellSource)):
         raise SourceError(f"source {kind!r}: {SOURCES[kind]} is not a CellSource subclass")
     return obj
