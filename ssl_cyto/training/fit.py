@@ -215,6 +215,8 @@ class SSLCytoCLI(LightningCLI):
         record = hub.record_of_checkpoint(resume)
         if record and hasattr(cfg.model.init_args, "backbone_source"):
             cfg.model.init_args.backbone_source = record
+        elif hub.is_released(str(getattr(cfg.model.init_args, "backbone", ""))):
+            hub.resolve(cfg.model.init_args.backbone)  # fetched now, or one line (exit 2) before any work
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         cfg = self._get(self.config_init, "trainer")

@@ -157,3 +157,14 @@ def test_export_timm_refuses_what_timm_cannot_represent(
     with pytest.raises(ExportError, match="multi-scale pooling"):
         _refuse_untimm(pooled, {"architecture": "resnet10t"}, "x.ckpt")
     assert ssl_cyto_main(["export", str(fixture), "--out", str(tmp_path / "u"), "--push", "a/b"]) == 2
+
+
+def test_fit_with_released_weights_not_in_the_cache_stops_in_one_line(
+    synth_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_hub(tmp_path, monkeypatch)
+    argv = _args(tmp_path / "run", synth_folder, "dino", "hf-hub:test/absent", 3)
+    assert ssl_cyto_main(["fit", *argv]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "hf-hub:test/absent" in err[0] and "not in the cache" in err[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()
