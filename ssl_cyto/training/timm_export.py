@@ -32,8 +32,21 @@ from ssl_cyto.training.export import ExportError, backbone_from_checkpoint
 
 __all__ = ["DATA_LICENCES", "PushError", "export_timm", "push_folder", "timm_data_config"]
 
-#: The licence of each data source's images (a folder of your own: "unknown" until you say).
-DATA_LICENCES = {"aml-lmu": "CC BY 3.0", "bm-mll": "CC BY 4.0", "synth": "generated (no licence needed)"}
+#: Licences of data that is not a registered source (the sources record theirs: ``CellSource.licence``).
+DATA_LICENCES = {"synth": "generated (no licence needed)"}
+
+
+def _licence(source: str) -> str:
+    """The licence of a catalog ``source`` (``aml-lmu``, ``bm-mll``, ``folder:NAME``, ...)."""
+    from ssl_cyto.data.sources import source_class
+
+    base = source.partition(":")[0]
+    if base in DATA_LICENCES:
+        return DATA_LICENCES[base]
+    try:
+        return str(getattr(source_class(base), "licence", "unknown"))
+    except InputError:
+        return "unknown"
 
 
 class PushError(InputError):
@@ -81,7 +94,7 @@ def _data_licences(meta: dict[str, Any], obj_config: dict[str, Any]) -> dict[str
         sources = ["synth"]
     if not sources:
         return {spec or "unknown": "unknown"}
-    return {s: DATA_LICENCES.get(s.partition(":")[0], "unknown") for s in sources}
+    return {s: _licence(s) for s in sources}
 
 
 def _model_card(meta: dict[str, Any], licences: dict[str, str], probe: dict[str, Any] | None) -> str:

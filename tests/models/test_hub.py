@@ -129,3 +129,14 @@ def test_unsafe_pickles_need_trust_and_safetensors_load(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp_path / "w.safetensors"))
     third, _ = build_backbone("tiny_cnn", width=4, depth=2, checkpoint_path=str(tmp_path / "w.safetensors"))
     _equal(third, module.state_dict())
+
+
+def test_other_ranks_wait_for_rank_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = fake_hub(tmp_path, monkeypatch)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(hub, "RANK_WAIT_S", 0.5)
+    with pytest.raises(hub.HubUnavailableError, match="rank 0 did not fetch"):  # bounded, then one line
+        hub.resolve("hf-hub:test/late")
+    saved = publish(home, "late", "resnet18")  # rank 0 has fetched it: rank 1 reads the cache
+    module, _ = build_backbone("hf-hub:test/late")
+    _equal(module, saved)

@@ -168,3 +168,16 @@ def test_fit_with_released_weights_not_in_the_cache_stops_in_one_line(
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "hf-hub:test/absent" in err[0] and "not in the cache" in err[0]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_model_card_names_each_source_licence(tmp_path: Path) -> None:
+    from ssl_cyto.training.timm_export import _data_licences
+
+    (tmp_path / "index.json").write_text(
+        json.dumps({"sources": {"aml-lmu": 3, "bm-mll": 2, "folder:mine": 1}})
+    )
+    assert _data_licences({}, {"data": {"data": str(tmp_path)}}) == {
+        "aml-lmu": "CC BY 3.0",
+        "bm-mll": "CC BY 4.0",
+        "folder:mine": "unknown",
+    }

@@ -46,6 +46,7 @@ class AmlLmuSource(CellSource):
     """
 
     kind = "aml-lmu"
+    licence = "CC BY 3.0"  # TCIA: AML-Cytomorphology_LMU
 
     def __init__(self, root: str | os.PathLike, name: str | None = None, verify: bool = True) -> None:
         super().__init__(root, name=name, verify=verify)

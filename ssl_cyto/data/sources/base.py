@@ -84,6 +84,8 @@ class CellSource:
 
     kind = "base"
     takes_name = False
+    #: The licence of the source's images (said in model cards of exports; "unknown" for a folder of your own).
+    licence = "unknown"
 
     def __init__(self, root: str | os.PathLike, name: str | None = None, verify: bool = True) -> None:
         self.given = Path(root).expanduser()

@@ -43,6 +43,7 @@ class BmMllSource(CellSource):
     """
 
     kind = "bm-mll"
+    licence = "CC BY 4.0"  # TCIA: Bone-Marrow-Cytomorphology_MLL_Helmholtz_Fraunhofer
 
     def __init__(self, root: str | os.PathLike, name: str | None = None, verify: bool = True) -> None:
         super().__init__(root, name=name, verify=verify)
