@@ -14,7 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``ssl-cyto embed``."""
     parser.add_argument(
         "--model",
-        required=True,
         help="backbone folder, its model.json, a .ckpt, released weights (timm name with tag such as "
         "resnet18.a1_in1k, hf-hub:ORG/NAME[@REVISION], local-dir:PATH; fetched into the Hugging Face cache), "
         "or a timm/tiny_cnn name (seeded random weights, or --weights FILE)",
@@ -30,7 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow a --weights pickle that torch.load(weights_only=True) refuses (it can run code)",
     )
     parser.add_argument(
-        "--data", required=True, help="shard folder/pattern, catalog.parquet, image folder or synth:<layout>"
+        "--data", help="shard folder/pattern, catalog.parquet, image folder or synth:<layout>"
+    )
+    parser.add_argument(
+        "--part",
+        metavar="I/N",
+        help="embed only part I of N (1-based; e.g. one task of a SLURM array); merge with --merge",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="PART_DIR",
+        help="merge the N part folders of one --part run into --out (same rows and order as one run)",
     )
     parser.add_argument("--out", required=True, help="embedding folder to write (EMB_DIR)")
     parser.add_argument("--batch-size", type=int, default=64, help="cells per forward pass (default 64)")
@@ -55,6 +65,16 @@ def run(args: argparse.Namespace) -> int:
     from ssl_cyto.models.registry import WEIGHTLESS_BACKBONES, pretrained_tag, random_weights_note
 
     check_output_dir(args.out)
+    if args.merge:
+        from ssl_cyto.embedding.parts import merge_parts
+
+        out = merge_parts(args.merge, args.out)
+        print(f"merged {len(args.merge)} parts into {out}")
+        return 0
+    if not args.model or not args.data:
+        from ssl_cyto.formats.errors import InputError
+
+        raise InputError("embed needs --model and --data (or --merge PART_DIR... --out DIR)")
     released = pretrained_tag(args.model) is not None and args.weights is None
     if released:
         from ssl_cyto.models import hub  # torch-free: a name that cannot be had stops within seconds
@@ -81,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         weights=args.weights,
         trust_weights=args.trust_weights,
+        part=args.part,
     )
     info = read_embed_json(out)
     c = info["counts"]

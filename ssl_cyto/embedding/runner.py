@@ -42,6 +42,7 @@ from ssl_cyto.data.loading import ResolvedData, eval_loader, resolve_data
 from ssl_cyto.embedding import chunks as ck
 from ssl_cyto.embedding.encoder import Encoder, resolve_device
 from ssl_cyto.embedding.errors import EmbedError, ModelMismatchError
+from ssl_cyto.embedding.parts import parse_part, select_part
 from ssl_cyto.formats.catalog import CATALOG_COLUMNS
 from ssl_cyto.formats.embeddings import (
     BACKBONE_DIR,
@@ -177,6 +178,8 @@ def _open_run(model: str, data: str, out: Path, opts: dict[str, Any]) -> _Run | 
         trust_weights=opts["trust_weights"],
     )
     fp = ck.fingerprint(encoder.meta, data, opts["limit"])
+    if opts["part"] is not None:
+        fp["part"] = list(opts["part"])
     try:
         complete = ck.check_existing(out, fp, opts["overwrite"])
     except ModelMismatchError:
@@ -265,8 +268,10 @@ def _record(
     """The ``embed.json`` of a finished run."""
     dev, amp = run.encoder.device, run.encoder.amp
     seconds = time.perf_counter() - run.t_start
+    part = {"part": list(opts["part"])} if opts["part"] is not None else {}
     return {
         "format_version": MODEL_JSON_VERSION,
+        **part,
         "model": _model_record(model, run),
         "data": data,
         "data_kind": res.kind,
@@ -349,6 +354,7 @@ def embed(
     on_chunk: Callable[[int], None] | None = None,
     weights: str | os.PathLike | None = None,
     trust_weights: bool = False,
+    part: tuple[int, int] | str | None = None,
 ) -> Path:
     """Embed every cell of ``data`` with ``model`` into ``out_dir`` (see the module docstring).
 
@@ -372,6 +378,8 @@ def embed(
         on_chunk: called with the chunk index after each chunk is written (progress hooks, tests).
         weights: a local weights file for a ``model`` given by name (instead of random weights).
         trust_weights: allow a ``weights`` pickle that ``torch.load(weights_only=True)`` refuses.
+        part: ``(I, N)`` or ``"I/N"``: embed only part I of N (:mod:`ssl_cyto.embedding.parts`; merge
+            the parts with :func:`ssl_cyto.embedding.parts.merge_parts`).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -388,6 +396,7 @@ def embed(
         "batch_size": batch_size, "num_workers": num_workers, "device": device, "limit": limit,
         "seed": seed, "input_size": input_size, "chunk_batches": chunk_batches, "overwrite": overwrite,
         "progress": progress, "on_chunk": on_chunk, "weights": weights, "trust_weights": trust_weights,
+        "part": parse_part(part) if isinstance(part, str) else part,
     }  # fmt: skip
     data = str(data)
     out = Path(out_dir)
@@ -398,7 +407,9 @@ def embed(
         return out
     done = ck.done_cell_ids(ck.completed_chunks(run.partial))
     res = resolve_data(data)
-    data_plan = _plan(res, limit, done)
+    if opts["part"] is not None:
+        res = select_part(res, limit, opts["part"])  # a catalog part has the limit applied already
+    data_plan = _plan(res, None if opts["part"] is not None and res.kind == "catalog" else limit, done)
     tally, loader = _embed_cells(run, res, data_plan, done, opts)
     _finish(str(model), data, run, res, data_plan, (tally, loader, len(done), opts))
     return out
