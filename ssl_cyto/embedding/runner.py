@@ -392,7 +392,7 @@ def embed(
         raise EmbedError(f"batch_size ({batch_size}) and chunk_batches ({chunk_batches}) must be >= 1")
     if limit is not None and limit < 1:
         raise EmbedError(f"limit must be >= 1, got {limit}")
-    opts = {
+    opts: dict[str, Any] = {
         "batch_size": batch_size, "num_workers": num_workers, "device": device, "limit": limit,
         "seed": seed, "input_size": input_size, "chunk_batches": chunk_batches, "overwrite": overwrite,
         "progress": progress, "on_chunk": on_chunk, "weights": weights, "trust_weights": trust_weights,
