@@ -117,6 +117,7 @@ def _jsonable(value: Any) -> bool:
 
 
 _KNOWN: dict[str, Released] = {}
+_DOWNLOADED: list[str] = []  # files fetched from the hub by this process (announced once per resolve)
 
 
 def is_released(name: str) -> bool:
@@ -164,6 +165,7 @@ def resolve(name: str, *, weights: bool = True) -> Released:
     known = _KNOWN.get(name)
     if known is not None and (not weights or known.weights_file):
         return known
+    _DOWNLOADED.clear()
     if name.startswith("local-dir:"):
         rel = _resolve_local(name, name.partition(":")[2])
     elif name.startswith(("hf-hub:", "hf_hub:", "timm/")):
@@ -172,6 +174,12 @@ def resolve(name: str, *, weights: bool = True) -> Released:
         rel = _resolve_timm_tag(name, weights)
     if rel.weights_file or known is None:
         _KNOWN[name] = rel
+    if _DOWNLOADED:
+        print(
+            f"ssl-cyto: downloaded {name} (revision {rel.revision}) into the Hugging Face cache",
+            file=sys.stderr,
+        )
+        _DOWNLOADED.clear()
     return rel
 
 
@@ -251,7 +259,7 @@ def _hf_file(name: str, repo: str, filename: str, revision: str | None) -> str |
         raise _unavailable(name, f"repository {repo} not found, private or gated") from exc
     except (OSError, ValueError) as exc:
         raise _unavailable(name, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
-    print(f"ssl-cyto: fetched {filename} of {repo} (revision {Path(path).parent.name})", file=sys.stderr)
+    _DOWNLOADED.append(path)
     return path
 
 
