@@ -4,8 +4,8 @@ One embedding folder (:func:`ssl_cyto.formats.embeddings.read_embedding_folder`,
 mapped), its FAISS index (:func:`ssl_cyto.retrieval.index_io.load_index`), the model the folder was
 embedded with (found as ``ssl-cyto query`` finds it: :func:`ssl_cyto.retrieval.search.resolve_model`,
 or ``serve --model``; loaded by the one encoder path :class:`ssl_cyto.embedding.encoder.Encoder`,
-refused unless its weights sha256 is the one ``index.json`` records), the cells' images (:class:`ssl_cyto.serve.images.ImageStore`) and
-the UMAP coordinates written by ``ssl-cyto umap`` (``EMB_DIR/umap/umap.parquet``, or ``OUT/umap/``
+refused unless its weights sha256 is the one ``index.json`` records), the cells' images
+(:class:`ssl_cyto.serve.images.ImageStore`) and the UMAP coordinates written by ``ssl-cyto umap`` (``EMB_DIR/umap/umap.parquet``, or ``OUT/umap/``
 beside the ``OUT/emb/`` of ``ssl-cyto demo``) if present.
 
 The model and index are shared by all request threads; torch and FAISS are capped to ``threads``
