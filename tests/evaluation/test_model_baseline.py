@@ -38,3 +38,11 @@ def test_model_spec_baseline_gets_its_row_and_is_cached(
     assert (folder / "embeddings.npy").stat().st_mtime_ns == stamp
     # an embedding folder as SPEC keeps today's meaning: used as it is
     assert baseline_folder(emb, "same", str(folder)) == folder
+
+
+def test_packed_side_is_read_from_the_shard_index(tmp_path: Path) -> None:
+    from ssl_cyto.evaluation.model_baseline import _packed_side
+
+    (tmp_path / "index.json").write_text(json.dumps({"options": {"image_size": 96}}))
+    assert _packed_side(str(tmp_path)) == 96  # under a 224 px model: the probe warns
+    assert _packed_side(str(tmp_path / "nope")) is None
