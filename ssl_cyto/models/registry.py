@@ -27,6 +27,8 @@ WEIGHTS_ADVICE = (
     "architecture name and give a local weights file with --weights FILE (safetensors or a torch.save'd "
     "state_dict)"
 )
+#: File suffixes that make a name a local file, never a timm tag.
+LOCAL_SUFFIXES = (".json", ".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 #: The way out when released weights cannot be fetched, said with every hub error.
 WEIGHTS_ADVICE_SHORT = "pass --model ARCH --weights FILE with a local copy of the weights (safetensors or state_dict)"
 
@@ -39,7 +41,7 @@ def pretrained_tag(name: str) -> str | None:
     base, dot, tag = name.partition(".")
     return (
         tag
-        if dot and base and tag and "/" not in name and not name.endswith((".json", ".ckpt", ".pt"))
+        if dot and base and tag and "/" not in name and not name.endswith(LOCAL_SUFFIXES)
         else None
     )
 
