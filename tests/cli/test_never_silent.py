@@ -104,24 +104,39 @@ def test_released_weights_not_in_the_cache_stop_in_one_line(
     assert not (tmp_path / "e").exists(), "refused before any work"
 
 
-def test_weights_files_safe_by_default(shards: Path, tmp_path: Path) -> None:
+def test_weights_files_safe_by_default(
+    shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
 
     from ssl_cyto.models.factory import build_backbone
 
     module, _ = build_backbone("tiny_cnn")
     torch.save(module.state_dict(), tmp_path / "mine.pt")
-    ok = cli("embed", "--model", "tiny_cnn", "--weights", tmp_path / "mine.pt", "--data", shards, "--out", tmp_path / "w")
+    ok = cli(
+        "embed",
+        "--model",
+        "tiny_cnn",
+        "--weights",
+        tmp_path / "mine.pt",
+        "--data",
+        shards,
+        "--out",
+        tmp_path / "w",
+    )
     assert ok.rc == 0, ok.err
     assert "RANDOM" not in ok.err and "random weights" not in ok.out
     model = json.loads((tmp_path / "w" / "model.json").read_text())
     assert model["random_init"] is False and model["weights_source"] == str((tmp_path / "mine.pt").resolve())
     assert model["source"]["file_sha256"] and model["format_version"] == 2
     # a pickle that needs weights_only=False (it could run code) is refused unless --trust-weights
+    from ssl_cyto.cli import main as cli_main
+
     torch.save({**module.state_dict(), "extra": _Opaque()}, tmp_path / "pickle.pt")
-    args = ("embed", "--model", "tiny_cnn", "--weights", tmp_path / "pickle.pt", "--data", shards)
-    bad = cli(*args, "--out", tmp_path / "p")
-    assert bad.rc == 2 and "--trust-weights" in bad.one_error_line() and "weights_only" in bad.one_error_line()
+    args = ["embed", "--model", "tiny_cnn", "--weights", str(tmp_path / "pickle.pt"), "--data", str(shards)]
+    assert cli_main([*args, "--out", str(tmp_path / "p")]) == 2  # in-process: the same guard, one line
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error: ")]
+    assert len(line) == 1 and "--trust-weights" in line[0] and "weights_only" in line[0]
 
 
 class _Opaque:
