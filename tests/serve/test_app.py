@@ -113,7 +113,9 @@ def test_rgba_tiff_upload_gets_the_cli_neighbours(
     r = upload(client, path.read_bytes(), name="whatever.png", query_string="k=5")
     assert r.status_code == 200, r.text
     body = r.json()
+    preview = body["upload"].pop("preview")  # browsers cannot show a TIFF: the page shows this JPEG
     assert body["upload"] == {"format": "TIFF", "width": 400, "height": 400}
+    assert preview.startswith("data:image/jpeg;base64,")
     cli = query([path], index=serve_emb, k=5)[0]["neighbours"]
     assert [n["cell_id"] for n in body["neighbours"]] == [n["cell_id"] for n in cli]
     assert body["neighbours"][0]["cell_id"] == cell_id  # the cell itself is indexed
