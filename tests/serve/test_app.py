@@ -260,3 +260,25 @@ def test_unknown_and_traversal_ids(client: TestClient, a_cell: tuple[str, Path],
 def test_unknown_route_is_json(client: TestClient) -> None:
     assert_error(client.get("/api/nothing"), 404, "not_found")
     assert_error(client.delete("/api/info"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("data", "size"),
+    [(huge_png(20_000, 20_000), "20000x20000"), (tiff_declaring(20_000, 20_000), "20000x20000")],
+    ids=["png-bomb", "tiff-header"],
+)
+def test_huge_headers_and_bombs_get_the_max_pixels_answer(client: TestClient, data: bytes, size: str) -> None:
+    r = upload(client, data, name="big.img")
+    assert_error(r, 413, "too_many_pixels")
+    detail = r.json()["detail"]
+    assert size in detail and "--max-pixels" in detail and "bomb" not in detail.lower()
+
+
+def test_bomb_over_pillows_cap_with_a_large_max_pixels(state: ServeState) -> None:
+    from ssl_cyto.serve.app import create_app
+    from ssl_cyto.serve.uploads import Limits
+
+    with TestClient(create_app(state, Limits(max_bytes=2_000_000, max_pixels=10**10))) as big:
+        r = upload(big, huge_png(20_000, 20_000), name="big.png")
+    assert_error(r, 413, "too_many_pixels")
+    assert "--max-pixels" in r.json()["detail"] and "bomb" not in r.json()["detail"].lower()

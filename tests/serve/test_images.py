@@ -46,7 +46,6 @@ def test_the_original_file_is_served_at_its_size_before_the_shard_copy(shard_emb
         r = client.get(f"/api/cells/{quote(cell_id, safe='')}/image")
         assert r.status_code == 200 and r.headers["x-image-origin"] == "original"
         assert Image.open(io.BytesIO(r.content)).size == size
-        assert str(original) not in r.text if r.headers["content-type"].startswith("text") else True
         info = client.get("/api/info").json()
         assert info["images"]["original"] == 20
         assert str(state.emb_dir.parent) not in str(info)
