@@ -120,7 +120,9 @@ class Answerer:
         answer["upload"] = upload
         if match is not None:
             state = self.state
-            answer["exact_match"] = describe(match[0], match[1], state.cell_ids, state.labels, self.lookups.label_names)
+            answer["exact_match"] = describe(
+                match[0], match[1], state.cell_ids, state.labels, self.lookups.label_names
+            )
             if answer["map"] is not None:
                 answer["map"]["query"] = answer_map(self.lookups, [], match[0])["query"]  # type: ignore[index]
                 answer["map"]["placed"] = "cell"

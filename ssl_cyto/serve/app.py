@@ -29,9 +29,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ssl_cyto
+from ssl_cyto.serve.answers import Answerer
 from ssl_cyto.serve.auth import bearer, make_guard, set_cookie, token_matches
 from ssl_cyto.serve.errors import ApiError
-from ssl_cyto.serve.answers import Answerer
 from ssl_cyto.serve.neighbours import K_MAX
 from ssl_cyto.serve.schemas import ERROR_RESPONSES, Health, Info, Login, QueryAnswer, UmapPoints
 from ssl_cyto.serve.state import ServeState
@@ -147,7 +147,9 @@ def _info(state: ServeState, answerer: Answerer, limits: Limits, token: str | No
             "p1": round(scale.p1, 6) if scale.sample else None,
             "seconds": answerer.scale_seconds,
         },
-        "exact_match_by": [k for k, v in (("sha256", answerer.matcher.sha256), ("phash", answerer.matcher.phash)) if v]
+        "exact_match_by": [
+            k for k, v in (("sha256", answerer.matcher.sha256), ("phash", answerer.matcher.phash)) if v
+        ]
         + ["similarity"],
         "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels, "k_max": K_MAX},
         "auth": token is not None,

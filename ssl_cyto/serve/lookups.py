@@ -61,7 +61,9 @@ class Lookups:
             hit = self.label_masks.get(label)
             if hit is None:
                 raise ApiError(
-                    400, "unknown_label", f"no indexed cell has the label {label!r}; labels: {self.known_labels}"
+                    400,
+                    "unknown_label",
+                    f"no indexed cell has the label {label!r}; labels: {self.known_labels}",
                 )
             masks.append(hit)
         if source:

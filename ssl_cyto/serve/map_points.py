@@ -27,7 +27,9 @@ UMAP_HINT = (
 )
 
 
-def map_payload(state: ServeState, umap: pd.DataFrame | None, lookups: Lookups, max_points: int = MAX_POINTS) -> dict:
+def map_payload(
+    state: ServeState, umap: pd.DataFrame | None, lookups: Lookups, max_points: int = MAX_POINTS
+) -> dict:
     """The JSON body of ``GET /api/umap`` (see the module docstring)."""
     if umap is None or not len(umap) or lookups.xy is None:
         return {"available": False, "hint": UMAP_HINT}
@@ -46,7 +48,12 @@ def map_payload(state: ServeState, umap: pd.DataFrame | None, lookups: Lookups, 
         "available": True,
         "total": total,
         "shown": len(shown),
-        "bounds": [float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max())],
+        "bounds": [
+            float(xy[:, 0].min()),
+            float(xy[:, 0].max()),
+            float(xy[:, 1].min()),
+            float(xy[:, 1].max()),
+        ],
         "classes": classes,
         "sources": sources,
         "cell_id": [str(state.cell_ids[r]) for r in shown],

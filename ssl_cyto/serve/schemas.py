@@ -73,7 +73,9 @@ class ExactMatch(BaseModel):
     cell_id: str
     label: str | None
     label_name: str | None
-    by: str = Field(description="sha256 (same file), phash (same image re-encoded) or similarity (>= 0.99999)")
+    by: str = Field(
+        description="sha256 (same file), phash (same image re-encoded) or similarity (>= 0.99999)"
+    )
 
 
 class Warning(BaseModel):
@@ -104,7 +106,9 @@ class QueryAnswer(BaseModel):
     upload: UploadInfo | None = None
     scale: Scale | None = Field(None, description="null when there is no neighbour")
     map: MapPlacement | None = Field(None, description="null when the folder has no UMAP")
-    exact_match: ExactMatch | None = Field(None, description="uploads only; absent unless it is an indexed cell")
+    exact_match: ExactMatch | None = Field(
+        None, description="uploads only; absent unless it is an indexed cell"
+    )
     warnings: list[Warning] | None = Field(None, description="uploads only; absent when there is none")
     neighbours: list[Neighbour]
 
@@ -134,7 +138,9 @@ class Info(BaseModel):
     sources: list[SourceCount]
     example_cell: str | None
     images_in_shards: int
-    images: dict[str, int] = Field(description="where a sample of 20 cells' images come from: original/shard/missing")
+    images: dict[str, int] = Field(
+        description="where a sample of 20 cells' images come from: original/shard/missing"
+    )
     umap: bool
     scale: dict[str, Any]
     exact_match_by: list[str]

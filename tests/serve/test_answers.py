@@ -61,7 +61,11 @@ def test_cell_queries_have_a_scale_and_no_upload_fields(client: TestClient, a_ce
 
 @pytest.mark.parametrize(
     ("size", "codes"),
-    [((1, 1), {"tiny_image"}), ((1000, 3), {"tiny_image", "extreme_aspect"}), ((300, 60), {"extreme_aspect"})],
+    [
+        ((1, 1), {"tiny_image"}),
+        ((1000, 3), {"tiny_image", "extreme_aspect"}),
+        ((300, 60), {"extreme_aspect"}),
+    ],
 )
 def test_nonsense_uploads_get_warnings(client: TestClient, size: tuple[int, int], codes: set[str]) -> None:
     body = post(client, png(Image.new("RGB", size, (240, 180, 200))))
@@ -99,9 +103,9 @@ def mapped(serve_emb: Path, tmp_path_factory: pytest.TempPathFactory) -> ServeSt
     cells = pd.read_parquet(emb / "cells.parquet")
     rng = np.random.default_rng(0)
     (emb / "umap").mkdir()
-    pd.DataFrame({"cell_id": cells["cell_id"], "x": rng.normal(size=len(cells)), "y": rng.normal(size=len(cells))}).to_parquet(
-        emb / "umap" / "umap.parquet"
-    )
+    pd.DataFrame(
+        {"cell_id": cells["cell_id"], "x": rng.normal(size=len(cells)), "y": rng.normal(size=len(cells))}
+    ).to_parquet(emb / "umap" / "umap.parquet")
     return load_state(emb, device="cpu", threads=1)
 
 
