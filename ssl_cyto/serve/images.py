@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ssl_cyto.data.images import ImageDecodeError, open_rgb
@@ -164,7 +165,7 @@ class ImageStore:
         """The stored file of a cell (see :meth:`raw_with_origin`)."""
         return self.raw_with_origin(cell_id)[0]
 
-    def origin_summary(self, cell_ids: Sequence[str], sample: int = 20) -> dict[str, int]:
+    def origin_summary(self, cell_ids: Sequence[str] | np.ndarray, sample: int = 20) -> dict[str, int]:
         """Where the images of up to ``sample`` evenly spaced cells come from (``original``/``shard``/``missing``)."""
         out = {"original": 0, "shard": 0, "missing": 0}
         n = len(cell_ids)

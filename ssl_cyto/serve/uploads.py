@@ -103,7 +103,7 @@ def image_size(data: bytes) -> tuple[str, int, int]:
         # the format's own header parser, without Image.open's decompression-bomb check: a huge header
         # gets the --max-pixels answer of decode_upload, not Pillow's text
         Image.init()
-        with Image.OPEN[fmt][0](io.BytesIO(data)) as img:
+        with Image.OPEN[fmt][0](io.BytesIO(data), f"upload.{_EXTENSION[fmt]}") as img:
             width, height = img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         if fmt != "TIFF":
