@@ -182,7 +182,7 @@ def test_umap_absent_gives_a_hint(client: TestClient) -> None:
 def test_page_is_served_offline(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
-    for asset in ("/static/app.js", "/static/app.css"):
+    for asset in ("/static/app.js", "/static/map.js", "/static/app.css"):
         r = client.get(asset)
         assert r.status_code == 200
         assert "http://" not in r.text and "https://" not in r.text  # no CDN
