@@ -225,5 +225,7 @@ def with_fake_umap(src: Path, dest: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     (dest / "umap").mkdir()
     xy = rng.normal(size=(len(cells), 2))
-    pd.DataFrame({"cell_id": cells["cell_id"], "x": xy[:, 0], "y": xy[:, 1]}).to_parquet(dest / "umap" / "umap.parquet")
+    pd.DataFrame({"cell_id": cells["cell_id"], "x": xy[:, 0], "y": xy[:, 1]}).to_parquet(
+        dest / "umap" / "umap.parquet"
+    )
     return dest

@@ -176,7 +176,8 @@ def test_image_and_thumb(client: TestClient, a_cell: tuple[str, Path]) -> None:
 
 def test_umap_absent_gives_a_hint(client: TestClient) -> None:
     body = client.get("/api/umap").json()
-    assert body["available"] is False and "ssl-cyto umap" in body["hint"]
+    assert body["available"] is False and "ssl-cyto umap EMB_DIR" in body["hint"]
+    assert "ssl-cyto umap EMB_DIR" in client.get("/static/app.js").text  # the page says it too
 
 
 def test_page_is_served_offline(client: TestClient) -> None:
