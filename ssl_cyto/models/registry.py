@@ -21,7 +21,7 @@ HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/")
 #: How to use trained weights instead, said with every refusal and random-weights note.
 WEIGHTS_ADVICE = (
     "pass a backbone folder from `ssl-cyto export` or a training .ckpt as --model, or keep the "
-    "architecture name and give a local weights file with --weights FILE (a state_dict saved with "
+    "architecture name and give a local weights file with `ssl-cyto embed --weights FILE` (a state_dict saved with "
     "torch.save, e.g. of timm.create_model(NAME, pretrained=True) on a machine with internet)"
 )
 
@@ -45,7 +45,7 @@ def pretrained_refusal(name: str) -> str:
     return (
         f"--model {name}: names pretrained weights ({pretrained_tag(name)}), which would be downloaded; "
         f"ssl_cyto never downloads weights (runs must be reproducible from local files, compute nodes "
-        f"are often offline). Use --model {base} --weights FILE with a local copy of the weights, or "
+        f"are often offline). Use `ssl-cyto embed --model {base} --weights FILE` with a local copy of the weights, or "
         + WEIGHTS_ADVICE.split(", or keep", 1)[0]
     )
 
