@@ -96,6 +96,7 @@ function clearResults() {
   $("grid").textContent = "";
   for (const id of ["exact-match", "warnings", "scale", "summary", "downloads", "pager"]) $(id).hidden = true;
   $("result-count").textContent = "";
+  $("legend-note").textContent = "Click a cell to see it at full size.";
   if (state.map) state.map.setAnswer(null);
 }
 
