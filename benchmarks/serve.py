@@ -136,6 +136,7 @@ async def load(
     latencies: list[float] = []
     outside: list[float] = []  # server-side ms outside queueing, embedding and searching
     searching: list[float] = []
+    answering: list[float] = []  # the answer module's own work after the search (scale, match, map, rows)
     errors: dict[str, int] = {}
     sent = 0
     rng = random.Random(concurrency)
@@ -158,6 +159,7 @@ async def load(
                     inner = sum(phases.get(p, 0.0) for p in ("queue", "embed", "search"))
                     outside.append(phases["app"] - inner)
                     searching.append(phases.get("search", 0.0))
+                    answering.append(phases.get("answer", 0.0))
             except httpx.HTTPError as exc:
                 key = type(exc).__name__
             if key == "ok":
@@ -186,6 +188,7 @@ async def load(
         "server_search_ms_mean": round(float(np.mean(searching)), 3) if searching else None,
         "server_outside_ms_mean": round(float(out_ms.mean()), 3),
         "server_outside_ms_p99": round(float(np.percentile(out_ms, 99)), 3),
+        "server_answer_ms_mean": round(float(np.mean(answering)), 3) if answering else None,
         "loadavg_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -258,14 +261,15 @@ def render(result: dict) -> str:
             f"Server start-up (process start to first answer of /api/health): {block['startup_s']:.1f} s.",
             "",
             "| query | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms "
-            "| server search ms (mean) | server outside ms (mean / p99) | load avg |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| server search ms (mean) | server outside ms (mean / p99) | of which answer ms (mean) | load avg |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in block["load"]:
             lines.append(
                 f"| {r['query']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['req_per_s']} | "
                 f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r.get('server_search_ms_mean')} | "
-                f"{r.get('server_outside_ms_mean')} / {r.get('server_outside_ms_p99')} | {r.get('loadavg_1min')} |"
+                f"{r.get('server_outside_ms_mean')} / {r.get('server_outside_ms_p99')} | "
+                f"{r.get('server_answer_ms_mean')} | {r.get('loadavg_1min')} |"
             )
         cli = block["cli"]
         lines += [
@@ -350,7 +354,9 @@ def main() -> int:
             "client-side. Server-side phases come from each answer's `Server-Timing` header (measured in the "
             "server from the request's arrival to the response's start): `search` is the index search, and "
             "`outside` is that whole time less queueing for a compute slot, decoding + embedding an upload and "
-            "the search, i.e. routing, filters, the scale, exact-match, map placement and building the JSON. "
+            "the search, i.e. routing, parameter validation, thread hand-over, waiting for a CPU on this shared "
+            "machine, and `answer`: what the answer module does after the search (exact match, warnings, scale, "
+            "map placement, the neighbour rows). "
             "`load avg` is the machine's 1-minute load average at the end of each row (other jobs share it). "
             "An error is any answer but 200 with 10 neighbours. The machine has 2 CPU cores shared "
             "by client, server and other work (1-minute load average "

@@ -103,7 +103,7 @@ def wait_images(driver: webdriver.Chrome) -> None:
 
 
 def grid(driver: webdriver.Chrome) -> list[str]:
-    return [t.get_attribute("data-cell-id") for t in driver.find_elements("css selector", "#grid .tile")]
+    return [str(t.get_attribute("data-cell-id")) for t in driver.find_elements("css selector", "#grid .tile")]
 
 
 def shot(driver: webdriver.Chrome, out: Path, name: str) -> None:
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             shot(driver, args.out, "serve_warning.png")
 
             driver.find_element("id", "cell-id").send_keys("pbc/no/such/cell.jpg\n")
-            wait.until(lambda d: "error" in d.find_element("id", "status").get_attribute("class"))
+            wait.until(lambda d: "error" in str(d.find_element("id", "status").get_attribute("class")))
             shot(driver, args.out, "serve_error.png")
 
             driver.execute_script(

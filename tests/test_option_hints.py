@@ -65,7 +65,7 @@ def _messages(path: Path) -> list[tuple[int, str]]:
         if text is None:
             continue
         skip.update(id(n) for n in ast.walk(node))  # the parts of a concatenation are not messages again
-        out.append((node.lineno, text))
+        out.append((getattr(node, "lineno", 0), text))
     return out
 
 

@@ -4,8 +4,9 @@
 :class:`~ssl_cyto.serve.lookups.Lookups`, the :class:`~ssl_cyto.serve.similarity_scale.SimilarityScale`,
 the :class:`~ssl_cyto.serve.exact_match.ExactMatcher` and the map); a request adds only the search,
 the upload's embedding, and a JSON body of ``k`` rows. Each answer records where its time went in a
-``timing`` dict (milliseconds: ``queue`` waiting for a compute slot, ``embed``, ``search``), which the
-app sends as a ``Server-Timing`` header.
+``timing`` dict (milliseconds: ``queue`` waiting for a compute slot, ``embed``, ``search``, and
+``answer``: everything this module does after the search - exact match, warnings, scale, map, rows),
+which the app sends as a ``Server-Timing`` header.
 """
 
 from __future__ import annotations
@@ -89,7 +90,10 @@ class Answerer:
             start = time.perf_counter()
             pairs = nearest_rows(self.state, self.state.vector_of(row), k, mask, row)
             timing["search"] = _ms(start)
-        return self._base(str(self.state.cell_ids[row]), k, label, source, pairs, row)
+        start = time.perf_counter()
+        answer = self._base(str(self.state.cell_ids[row]), k, label, source, pairs, row)
+        timing["answer"] = _ms(start)
+        return answer
 
     def for_upload(
         self,
@@ -99,8 +103,12 @@ class Answerer:
         label: str | None,
         source: str | None,
         timing: dict[str, float],
+        preview: bool = False,
     ) -> dict[str, Any]:
-        """Neighbours of an uploaded image; names it if it is an indexed cell; warns if it means little."""
+        """Neighbours of an uploaded image; names it if it is an indexed cell; warns if it means little.
+
+        ``preview``: add a JPEG data URL of the upload when a browser cannot show its format (TIFF).
+        """
         mask = self.lookups.filter_mask(label, source)
         start = time.perf_counter()
         with self.state.compute:  # decoding inside too: at most `threads` decoded uploads in memory at once
@@ -112,9 +120,10 @@ class Answerer:
             start = time.perf_counter()
             pairs = nearest_rows(self.state, vector, k, mask)
             timing["search"] = _ms(start)
+            start = time.perf_counter()
             match = self.matcher.by_hash(data, img) or self.matcher.by_similarity(pairs)
             upload: dict[str, Any] = {"format": fmt, "width": img.width, "height": img.height}
-            if fmt not in BROWSER_FORMATS:
+            if preview and fmt not in BROWSER_FORMATS:
                 upload["preview"] = _preview(img)
         answer = self._base("upload", k, label, source, pairs, None)
         answer["upload"] = upload
@@ -129,4 +138,5 @@ class Answerer:
         warnings = upload_warnings(img.width, img.height, answer["scale"] if match is None else None)
         if warnings:
             answer["warnings"] = warnings
+        timing["answer"] = _ms(start)
         return answer

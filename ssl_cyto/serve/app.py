@@ -63,6 +63,9 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 K_QUERY = Query(10, ge=1, le=K_MAX, description=f"neighbours wanted (1..{K_MAX})")
 LABEL_QUERY = Query(None, max_length=256, description="only cells with this expert label")
 SOURCE_QUERY = Query(None, max_length=256, description="only cells of this source")
+PREVIEW_QUERY = Query(
+    False, description="add upload.preview, a JPEG data URL, for formats browsers cannot show (TIFF)"
+)
 
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
@@ -219,7 +222,11 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
 
     @api.post("/query", response_model=QueryAnswer, openapi_extra=UPLOAD_BODY)
     async def query_upload(
-        request: Request, k: int = K_QUERY, label: str | None = LABEL_QUERY, source: str | None = SOURCE_QUERY
+        request: Request,
+        k: int = K_QUERY,
+        label: str | None = LABEL_QUERY,
+        source: str | None = SOURCE_QUERY,
+        preview: bool = PREVIEW_QUERY,
     ) -> Response:
         """Neighbours of an uploaded cell image (multipart field ``image``), embedded with the index's model."""
         body = await read_body(request.stream(), request.headers.get("content-length"), body_cap(limits))
@@ -229,7 +236,9 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
             raise ApiError(400, "missing_image", "the form has no file field named 'image'")
         answerer.lookups.filter_mask(label, source)  # refuse a bad filter before decoding anything
         timing = timing_of(request)
-        answer = await run_in_threadpool(answerer.for_upload, part.data, limits, k, label, source, timing)
+        answer = await run_in_threadpool(
+            answerer.for_upload, part.data, limits, k, label, source, timing, preview
+        )
         return JSONResponse(answer)
 
     @api.get("/cells/{cell_id:path}/neighbours", response_model=QueryAnswer)

@@ -34,6 +34,7 @@ class SimilarityScale:
 
     sims: np.ndarray
     p1: float
+    p50: float = float("nan")
 
     @property
     def sample(self) -> int:
@@ -55,7 +56,7 @@ class SimilarityScale:
             "best_similarity": round(float(best), 6),
             "percentile": self.percentile(best),
             "p1": round(self.p1, 6),
-            "p50": round(float(np.median(self.sims)), 6),
+            "p50": round(self.p50, 6),
             "sample": self.sample,
         }
 
@@ -64,7 +65,7 @@ def build_scale(state: ServeState, sample: int = SAMPLE, seed: int = SEED) -> Si
     """Search a seeded sample of at most ``sample`` indexed cells and keep their nearest-other similarity."""
     n = state.n
     if n < 2:
-        return SimilarityScale(np.zeros(0, dtype=np.float32), float("nan"))
+        return SimilarityScale(np.zeros(0, dtype=np.float32), float("nan"), float("nan"))
     rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
     out = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), _BATCH):
@@ -75,7 +76,7 @@ def build_scale(state: ServeState, sample: int = SAMPLE, seed: int = SEED) -> Si
         own = ids[:, 0] == part
         out[start : start + len(part)] = np.where(own, sims[:, 1], sims[:, 0])
     out.sort()
-    return SimilarityScale(out, float(np.percentile(out, LOW_PERCENTILE)))
+    return SimilarityScale(out, float(np.percentile(out, LOW_PERCENTILE)), float(np.median(out)))
 
 
 def upload_warnings(width: int, height: int, scale: dict | None) -> list[dict]:

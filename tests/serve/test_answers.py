@@ -39,7 +39,7 @@ def test_an_indexed_cell_uploaded_is_named(client: TestClient, a_cell: tuple[str
     match = body["exact_match"]
     assert match["cell_id"] == cell_id and match["label"] == cell_id.split("/")[-2]
     assert match["label_name"] and match["by"] in ("sha256", "phash", "similarity")
-    assert "warnings" not in body
+    assert "warnings" not in body and "preview" not in body["upload"]  # asked for with preview=true only
 
 
 def test_a_changed_image_is_not_an_exact_match(client: TestClient, a_cell: tuple[str, Path]) -> None:

@@ -110,7 +110,7 @@ def test_rgba_tiff_upload_gets_the_cli_neighbours(
 ) -> None:
     cell_id, path = a_cell
     assert Image.open(path).mode == "RGBA"
-    r = upload(client, path.read_bytes(), name="whatever.png", query_string="k=5")
+    r = upload(client, path.read_bytes(), name="whatever.png", query_string="k=5&preview=true")
     assert r.status_code == 200, r.text
     body = r.json()
     preview = body["upload"].pop("preview")  # browsers cannot show a TIFF: the page shows this JPEG

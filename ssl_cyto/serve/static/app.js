@@ -119,7 +119,9 @@ async function run() {
       setStatus(`embedding ${q.file.name}…`);
       const form = new FormData();
       form.append("image", q.file, q.file.name);
-      answer = await api(`/api/query?${params()}`, { method: "POST", body: form });
+      // a TIFF (or an unknown type) cannot be shown by browsers: ask the server for a JPEG preview
+      const shown = ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif"].includes(q.file.type);
+      answer = await api(`/api/query?${params()}${shown ? "" : "&preview=true"}`, { method: "POST", body: form });
     } else {
       setStatus("searching…");
       answer = await api(`${cellPath(q.cellId)}/neighbours?${params()}`);
