@@ -132,3 +132,11 @@ def test_an_upload_is_placed_at_the_weighted_mean(mapped: ServeState, a_cell: tu
         r = client.get("/api/umap", headers={"accept-encoding": "gzip"})
         assert r.json()["total"] == mapped.n  # httpx decodes the gzip body
         assert r.headers["content-encoding"] == "gzip"
+
+
+def test_class_names_come_from_any_vocabulary_that_knows_the_code() -> None:
+    from ssl_cyto.serve.lookups import class_name
+
+    assert class_name("bm-mll", "NIF") == "Not identifiable"
+    assert class_name("demo", "PMO") == "Promyelocyte"  # a copy under another source name
+    assert class_name("folder:pbc_subset", "basophil") == "basophil"  # folder labels as they are
