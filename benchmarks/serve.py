@@ -130,8 +130,21 @@ def server_phases(header: str | None) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (``/proc/PID/stat``; Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def load(
-    url: str, kind: str, concurrency: int, total: int, seconds: float, ids: list[str], image: bytes
+    url: str,
+    kind: str,
+    concurrency: int,
+    total: int,
+    seconds: float,
+    ids: list[str],
+    image: bytes,
+    server_pid: int | None = None,
 ) -> dict:
     latencies: list[float] = []
     outside: list[float] = []  # server-side ms outside queueing, embedding and searching
@@ -168,10 +181,12 @@ async def load(
                 errors[key] = errors.get(key, 0) + 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    cpu0 = cpu_seconds(server_pid) if server_pid else None
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
+    cpu = None if cpu0 is None or server_pid is None else cpu_seconds(server_pid) - cpu0
     ms = np.asarray(latencies) * 1000
     pct = (lambda q: round(float(np.percentile(ms, q)), 1)) if len(ms) else (lambda q: None)
     out_ms = np.asarray(outside) if outside else np.zeros(1)
@@ -189,6 +204,8 @@ async def load(
         "server_outside_ms_mean": round(float(out_ms.mean()), 3),
         "server_outside_ms_p99": round(float(np.percentile(out_ms, 99)), 3),
         "server_answer_ms_mean": round(float(np.mean(answering)), 3) if answering else None,
+        # the server process's CPU time per request: its work, whatever else runs on the machine
+        "server_cpu_ms_per_request": None if cpu is None else round(1000 * cpu / max(1, len(latencies)), 2),
         "loadavg_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -261,15 +278,16 @@ def render(result: dict) -> str:
             f"Server start-up (process start to first answer of /api/health): {block['startup_s']:.1f} s.",
             "",
             "| query | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms "
-            "| server search ms (mean) | server outside ms (mean / p99) | of which answer ms (mean) | load avg |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| server search ms (mean) | server outside ms (mean / p99) | of which answer ms (mean) "
+            "| server CPU ms / request | load avg |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in block["load"]:
             lines.append(
                 f"| {r['query']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['req_per_s']} | "
                 f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r.get('server_search_ms_mean')} | "
                 f"{r.get('server_outside_ms_mean')} / {r.get('server_outside_ms_p99')} | "
-                f"{r.get('server_answer_ms_mean')} | {r.get('loadavg_1min')} |"
+                f"{r.get('server_answer_ms_mean')} | {r.get('server_cpu_ms_per_request')} | {r.get('loadavg_1min')} |"
             )
         cli = block["cli"]
         lines += [
@@ -320,7 +338,9 @@ def main() -> int:
             for query in args.queries:
                 for c in args.concurrency:
                     log(f"{kind}: {query} x concurrency {c}")
-                    rows.append(asyncio.run(load(url, query, c, args.requests, args.seconds, ids, image)))
+                    rows.append(
+                        asyncio.run(load(url, query, c, args.requests, args.seconds, ids, image, proc.pid))
+                    )
                     log(f"  -> {rows[-1]}")
         finally:
             proc.terminate()
@@ -356,7 +376,9 @@ def main() -> int:
             "`outside` is that whole time less queueing for a compute slot, decoding + embedding an upload and "
             "the search, i.e. routing, parameter validation, thread hand-over, waiting for a CPU on this shared "
             "machine, and `answer`: what the answer module does after the search (exact match, warnings, scale, "
-            "map placement, the neighbour rows). "
+            "map placement, the neighbour rows). `server CPU ms / request`: the server process's user + system "
+            "CPU time over the row (from /proc) divided by its requests - its own work, unlike wall times, "
+            "whatever else runs on the machine. "
             "`load avg` is the machine's 1-minute load average at the end of each row (other jobs share it). "
             "An error is any answer but 200 with 10 neighbours. The machine has 2 CPU cores shared "
             "by client, server and other work (1-minute load average "

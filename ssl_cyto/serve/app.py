@@ -3,12 +3,19 @@
 Routes (schema at ``/openapi.json``, interactive docs at ``/docs``); cell ids travel
 percent-encoded in the path (they contain ``/``: ``aml-lmu%2FAML-Cytomorphology%2FBAS%2FBAS_0001.tiff``):
 
-* ``POST /api/query?k=&label=&source=`` - multipart upload with a file field ``image``;
+* ``POST /api/query?k=&label=&source=&preview=`` - multipart upload with a file field ``image``; the
+  answer names the indexed cell it is (``exact_match``) and says why it may mean little (``warnings``)
+  when they apply;
 * ``GET /api/cells/{cell_id}/neighbours?k=&label=&source=`` - neighbours of an indexed cell, itself
   excluded;
-* ``GET /api/cells/{cell_id}/image`` and ``/thumb``;
-* ``GET /api/info``, ``GET /api/health``, ``GET /api/umap``, ``POST /api/login`` (token cookie);
+* ``GET /api/cells/{cell_id}/image`` (the original file where reachable, else the shards' copy;
+  ``X-Image-Origin`` says which) and ``/thumb``;
+* ``GET /api/info``, ``GET /api/health``, ``GET /api/umap`` (compact, gzip), ``POST /api/login``;
 * ``GET /`` - the page (``static/``: plain HTML, CSS and JavaScript, no build step, no CDN).
+
+Every answer has a ``scale`` (:mod:`ssl_cyto.serve.similarity_scale`) and, with a map, a ``map``
+placement (:mod:`ssl_cyto.serve.map_points`); answers are built by :class:`ssl_cyto.serve.answers.Answerer`
+from tables computed once here, and carry a ``Server-Timing`` header (:mod:`ssl_cyto.serve.timing`).
 
 Every refused request is a 4xx JSON body ``{"error", "detail"}``; an unexpected failure is a 500 with
 the same shape and no traceback. Queries compute off the event loop (a thread pool), at most
