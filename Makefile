@@ -21,7 +21,7 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
-	    echo "chromium/chromedriver not installed: the browser tests will be skipped"; }
+	    echo "chromium/chromedriver not installed: the browser tests will be skipped (CI: they fail)"; }
 
 demo: $(STAMP)
 	$(BIN)/ssl-cyto demo --out demo_out

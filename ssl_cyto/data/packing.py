@@ -173,7 +173,7 @@ def _scale_warnings(rows: list[dict], um_map: dict[str, float], target_um_per_px
         for src, cnt in sorted(missing.items()):
             msg = (
                 f"source {src!r}: {cnt} cell(s) of unknown um_per_px are left at their scale; "
-                f"give --um-per-px {src}=X to resample them"
+                f"give `ssl-cyto pack --um-per-px {src}=X` to resample them"
             )
             warnings.warn(msg, stacklevel=3)
             out.append(msg)

@@ -81,7 +81,7 @@ def read_state(partial: Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise EmbedError(f"{path} is unreadable ({exc}); rerun with --overwrite") from exc
+        raise EmbedError(f"{path} is unreadable ({exc}); rerun `ssl-cyto embed` with --overwrite") from exc
 
 
 def write_state(partial: Path, fp: dict[str, Any]) -> None:
@@ -161,7 +161,7 @@ def assemble(
         block = np.load(npy)
         if block.shape != (size, dim):
             raise EmbedError(
-                f"{npy}: shape {block.shape} does not match its rows ({size}, {dim}); rerun with --overwrite"
+                f"{npy}: shape {block.shape} does not match its rows ({size}, {dim}); rerun `ssl-cyto embed` with --overwrite"
             )
         out[position[start : start + size]] = block
         start += size
@@ -187,7 +187,7 @@ def check_existing(out: Path, fp: dict[str, Any], overwrite: bool) -> bool:
         if diff:
             raise ModelMismatchError(
                 f"{out} already holds embeddings of another model or data ({'; '.join(diff)}); "
-                "pass --overwrite to replace them or choose another --out"
+                "pass --overwrite to `ssl-cyto embed` to replace them or choose another --out"
             )
         if (out / EMBEDDINGS_FILE).exists():
             return True
@@ -197,6 +197,6 @@ def check_existing(out: Path, fp: dict[str, Any], overwrite: bool) -> bool:
         if diff:
             raise ModelMismatchError(
                 f"{partial} holds a partial embedding of another model or data ({'; '.join(diff)}); "
-                "pass --overwrite to discard it, or rerun with the original model and data to resume"
+                "pass --overwrite to `ssl-cyto embed` to discard it, or rerun with the original model and data to resume"
             )
     return False

@@ -86,7 +86,9 @@ def _baseline_backbone(kind: str, emb_dir: Path, model_meta: dict, seed: int) ->
             "method": "colour_hist",
             "seed": seed,
         }
-    raise ProbeError(f"unknown baseline {kind!r}; choose one of {BASELINE_KINDS} or pass --baseline NAME=DIR")
+    raise ProbeError(
+        f"unknown baseline {kind!r}; choose one of {BASELINE_KINDS} or pass `ssl-cyto probe --baseline NAME=DIR`"
+    )
 
 
 def compute_baseline(kind: str, emb_dir: Path, model_meta: dict, embed_meta: dict, seed: int) -> Path:
@@ -114,7 +116,7 @@ def compute_baseline(kind: str, emb_dir: Path, model_meta: dict, embed_meta: dic
     if not data:
         raise ProbeError(
             f"{emb_dir / 'embed.json'} has no 'data' entry, so the {kind} baseline cannot be embedded; "
-            f"embed it yourself and pass --baseline {kind}=DIR, or use --baselines none"
+            f"embed it yourself and pass `ssl-cyto probe --baseline {kind}=DIR`, or use --baselines none"
         )
     module, meta = _baseline_backbone(kind, emb_dir, model_meta, seed)
     backbone_dir = save_backbone(module, out / "backbone", meta)

@@ -224,13 +224,13 @@ def probe(
         raise ProbeError(
             f"nothing to score in {emb_dir}: "
             + ("; ".join(notes) or f"no labelled classes with >= {min_cells} cells")
-            + f"; lower the minimum with --min-cells N (now {min_cells})"
+            + f"; lower the minimum with `ssl-cyto probe --min-cells N` (now {min_cells})"
         )
     skipped = sorted({f"{c} ({n})" for t in tasks if t.kind == "source" for c, n in t.excluded.items()})
     if skipped:
         stages(
             f"not scored, fewer than {min_cells} labelled cells: {', '.join(skipped)}; "
-            "change the minimum with --min-cells N"
+            "change the minimum with `ssl-cyto probe --min-cells N`"
         )
     stages(f"{len(tasks)} task(s); {split_note}")
     main_name, models, model_dirs = models_under_test(

@@ -126,7 +126,7 @@ def gpu_resources() -> Any:
     if not hasattr(faiss, "StandardGpuResources"):
         raise GpuUnavailableError(
             "--gpu: the installed faiss has no GPU support (faiss-cpu); install faiss-gpu "
-            "(`pip install 'ssl-cyto[gpu]'` or conda faiss-gpu) or drop --gpu"
+            "(`pip install 'ssl-cyto[gpu]'` or conda faiss-gpu) or drop --gpu of `ssl-cyto index build`"
         )
     if faiss.get_num_gpus() < 1:
         raise GpuUnavailableError("--gpu: faiss has GPU support but sees no GPU (check CUDA_VISIBLE_DEVICES)")
@@ -190,7 +190,7 @@ def param_notes(kind: str, n: int, params: dict[str, Any], resolved: dict[str, A
         notes.append(
             f"ivfpq: nbits lowered from {asked['nbits']} to {resolved['nbits']}: {n} vectors are too few to "
             f"train 2**{asked['nbits']} PQ centroids (FAISS wants >= 39 vectors each); codes are coarser. "
-            "Use --kind flat or ivf for a set this small, or index more cells (--nbits sets the cap)"
+            "Use `ssl-cyto index build --kind flat` or ivf for a set this small, or index more cells (--nbits sets the cap)"
         )
     if (
         kind in ("ivf", "ivfpq")
@@ -199,7 +199,7 @@ def param_notes(kind: str, n: int, params: dict[str, Any], resolved: dict[str, A
     ):
         notes.append(
             f"{kind}: nprobe lowered from {asked['nprobe']} to {resolved['nprobe']}, the number of lists "
-            "(nlist), so every list is searched; set --nlist for more lists"
+            "(nlist), so every list is searched; set `ssl-cyto index build --nlist` for more lists"
         )
     return notes
 
@@ -265,7 +265,7 @@ def make_index(
     if gpu:
         if kind == "hnsw":
             raise RetrievalError(
-                "--gpu: FAISS has no GPU HNSW; use --kind flat/ivf/ivfpq on the GPU or drop --gpu"
+                "--gpu: FAISS has no GPU HNSW; use `ssl-cyto index build --kind flat/ivf/ivfpq` on the GPU or drop --gpu"
             )
         res = gpu_resources()
     ip = faiss.METRIC_INNER_PRODUCT

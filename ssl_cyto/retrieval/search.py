@@ -175,7 +175,7 @@ def query(
     image_paths = [str(p) for p in images]
     cell_ids = list(cell_ids)
     if not image_paths and not cell_ids:
-        raise RetrievalError("nothing to query: give image paths and/or --cell-id")
+        raise RetrievalError("nothing to query: give image paths and/or `ssl-cyto query --cell-id`")
     faiss_index, meta = load_index(index, nprobe=nprobe, ef_search=ef_search)
     emb_dir = emb_dir_of(meta)
     folder = read_folder(emb_dir)

@@ -3,12 +3,19 @@
 Routes (schema at ``/openapi.json``, interactive docs at ``/docs``); cell ids travel
 percent-encoded in the path (they contain ``/``: ``aml-lmu%2FAML-Cytomorphology%2FBAS%2FBAS_0001.tiff``):
 
-* ``POST /api/query?k=&label=&source=`` - multipart upload with a file field ``image``;
+* ``POST /api/query?k=&label=&source=&preview=`` - multipart upload with a file field ``image``; the
+  answer names the indexed cell it is (``exact_match``) and says why it may mean little (``warnings``)
+  when they apply;
 * ``GET /api/cells/{cell_id}/neighbours?k=&label=&source=`` - neighbours of an indexed cell, itself
   excluded;
-* ``GET /api/cells/{cell_id}/image`` and ``/thumb``;
-* ``GET /api/info``, ``GET /api/health``, ``GET /api/umap``, ``POST /api/login`` (token cookie);
+* ``GET /api/cells/{cell_id}/image`` (the original file where reachable, else the shards' copy;
+  ``X-Image-Origin`` says which) and ``/thumb``;
+* ``GET /api/info``, ``GET /api/health``, ``GET /api/umap`` (compact, gzip), ``POST /api/login``;
 * ``GET /`` - the page (``static/``: plain HTML, CSS and JavaScript, no build step, no CDN).
+
+Every answer has a ``scale`` (:mod:`ssl_cyto.serve.similarity_scale`) and, with a map, a ``map``
+placement (:mod:`ssl_cyto.serve.map_points`); answers are built by :class:`ssl_cyto.serve.answers.Answerer`
+from tables computed once here, and carry a ``Server-Timing`` header (:mod:`ssl_cyto.serve.timing`).
 
 Every refused request is a 4xx JSON body ``{"error", "detail"}``; an unexpected failure is a 500 with
 the same shape and no traceback. Queries compute off the event loop (a thread pool), at most
@@ -29,17 +36,18 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ssl_cyto
+from ssl_cyto.serve.answers import Answerer
 from ssl_cyto.serve.auth import bearer, make_guard, set_cookie, token_matches
 from ssl_cyto.serve.errors import ApiError
-from ssl_cyto.serve.neighbours import K_MAX, filter_mask, nearest_rows, neighbours
+from ssl_cyto.serve.neighbours import K_MAX
 from ssl_cyto.serve.schemas import ERROR_RESPONSES, Health, Info, Login, QueryAnswer, UmapPoints
 from ssl_cyto.serve.state import ServeState
-from ssl_cyto.serve.uploads import Limits, body_cap, decode_upload, parse_multipart, read_body
+from ssl_cyto.serve.timing import TimingMiddleware, timing_of
+from ssl_cyto.serve.uploads import Limits, body_cap, parse_multipart, read_body
 
 __all__ = ["STATIC_DIR", "create_app"]
 
 STATIC_DIR = Path(__file__).with_name("static")
-UMAP_HINT = "no UMAP in this embedding folder; make it with `ssl-cyto umap EMB_DIR` and restart the server"
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -62,6 +70,9 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 K_QUERY = Query(10, ge=1, le=K_MAX, description=f"neighbours wanted (1..{K_MAX})")
 LABEL_QUERY = Query(None, max_length=256, description="only cells with this expert label")
 SOURCE_QUERY = Query(None, max_length=256, description="only cells of this source")
+PREVIEW_QUERY = Query(
+    False, description="add upload.preview, a JPEG data URL, for formats browsers cannot show (TIFF)"
+)
 
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
@@ -109,34 +120,13 @@ def _cell_row(state: ServeState, cell_id: str) -> int:
     return row
 
 
-def _answer(
-    state: ServeState,
-    query: str,
-    vector: Any,
-    k: int,
-    label: str | None,
-    source: str | None,
-    exclude: int | None = None,
-    upload: dict | None = None,
-) -> dict[str, Any]:
-    mask = filter_mask(state, label, source)
-    pairs = nearest_rows(state, vector, k, mask, exclude)
-    return {
-        "query": query,
-        "k": k,
-        "label": label or None,
-        "source": source or None,
-        "query_label": None if exclude is None else state.labels[exclude],
-        "query_label_name": None if exclude is None else state.label_name(exclude),
-        "query_source": None if exclude is None else str(state.sources[exclude]),
-        "upload": upload,
-        "neighbours": neighbours(state, pairs),
-    }
-
-
-def _info(state: ServeState, limits: Limits, token: str | None) -> dict[str, Any]:
+def _info(state: ServeState, answerer: Answerer, limits: Limits, token: str | None) -> dict[str, Any]:
     meta, index_meta = state.model_meta, state.index_meta
     classes, sources = state.counts()
+    vocabulary = answerer.lookups.vocabulary
+    for c in classes:
+        c["name"] = vocabulary.get(c["label"], c["name"])
+    scale = answerer.scale
     return {
         "model": {
             "architecture": meta.get("architecture"),
@@ -158,24 +148,21 @@ def _info(state: ServeState, limits: Limits, token: str | None) -> dict[str, Any
         "cells": state.n,
         "classes": classes,
         "sources": sources,
+        "example_cell": str(state.cell_ids[0]) if state.n else None,
         "images_in_shards": state.images.n_in_shards,
+        "images": state.images.origin_summary(state.cell_ids),
         "umap": state.umap is not None,
+        "scale": {
+            "sample": scale.sample,
+            "p1": round(scale.p1, 6) if scale.sample else None,
+            "seconds": answerer.scale_seconds,
+        },
+        "exact_match_by": [
+            k for k, v in (("sha256", answerer.matcher.sha256), ("phash", answerer.matcher.phash)) if v
+        ]
+        + ["similarity"],
         "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels, "k_max": K_MAX},
         "auth": token is not None,
-    }
-
-
-def _umap(state: ServeState) -> dict[str, Any]:
-    if state.umap is None:
-        return {"available": False, "hint": UMAP_HINT}
-    rows = [state.position[c] for c in state.umap["cell_id"]]
-    return {
-        "available": True,
-        "cell_id": state.umap["cell_id"].astype(str).tolist(),
-        "x": [round(float(v), 4) for v in state.umap["x"]],
-        "y": [round(float(v), 4) for v in state.umap["y"]],
-        "label": [state.labels[r] for r in rows],
-        "source": [str(state.sources[r]) for r in rows],
     }
 
 
@@ -189,7 +176,8 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
     """
     limits = limits or Limits()
     guard = make_guard(token)
-    info = _info(state, limits, token)
+    answerer = Answerer(state)
+    info = _info(state, answerer, limits, token)
 
     def require_token(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
@@ -202,6 +190,7 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
         description="Similar-cell search over one embedding folder and its FAISS index.",
     )
     _install_error_handlers(app)
+    app.add_middleware(TimingMiddleware)
     deps = [Depends(require_token)] if token is not None else []
     api = APIRouter(prefix="/api", dependencies=deps, responses=ERROR_RESPONSES)
     open_api = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
@@ -230,45 +219,56 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
         return info
 
     @api.get("/umap", response_model=UmapPoints)
-    def get_umap() -> dict[str, Any]:
-        """The 2-D UMAP of the cells (from ``ssl-cyto umap``), or a hint how to make it."""
-        return _umap(state)
+    def get_umap(request: Request) -> Response:
+        """The 2-D UMAP of the cells (from ``ssl-cyto umap``; compact, thinned when large), or a hint."""
+        headers = {"Cache-Control": "private, max-age=3600", "Vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            return Response(answerer.umap_gzip, media_type="application/json", headers=headers)
+        return Response(answerer.umap_plain, media_type="application/json", headers=headers)
 
     @api.post("/query", response_model=QueryAnswer, openapi_extra=UPLOAD_BODY)
     async def query_upload(
-        request: Request, k: int = K_QUERY, label: str | None = LABEL_QUERY, source: str | None = SOURCE_QUERY
-    ) -> dict[str, Any]:
+        request: Request,
+        k: int = K_QUERY,
+        label: str | None = LABEL_QUERY,
+        source: str | None = SOURCE_QUERY,
+        preview: bool = PREVIEW_QUERY,
+    ) -> Response:
         """Neighbours of an uploaded cell image (multipart field ``image``), embedded with the index's model."""
         body = await read_body(request.stream(), request.headers.get("content-length"), body_cap(limits))
         parts = parse_multipart(body, request.headers.get("content-type"))
         part = parts.get("image")
         if part is None:
             raise ApiError(400, "missing_image", "the form has no file field named 'image'")
-        filter_mask(state, label, source)  # refuse a bad filter before decoding anything
-        return await run_in_threadpool(_query_image, part.data, k, label, source)
-
-    def _query_image(data: bytes, k: int, label: str | None, source: str | None) -> dict[str, Any]:
-        with state.compute:  # decoding inside too: at most `threads` decoded uploads in memory at once
-            img, fmt = decode_upload(data, limits)
-            upload = {"format": fmt, "width": img.width, "height": img.height}
-            vector = state.embed(img)
-            return _answer(state, "upload", vector, k, label, source, upload=upload)
+        answerer.lookups.filter_mask(label, source)  # refuse a bad filter before decoding anything
+        timing = timing_of(request)
+        answer = await run_in_threadpool(
+            answerer.for_upload, part.data, limits, k, label, source, timing, preview
+        )
+        return JSONResponse(answer)
 
     @api.get("/cells/{cell_id:path}/neighbours", response_model=QueryAnswer)
     def cell_neighbours(
-        cell_id: str, k: int = K_QUERY, label: str | None = LABEL_QUERY, source: str | None = SOURCE_QUERY
-    ) -> dict[str, Any]:
+        request: Request,
+        cell_id: str,
+        k: int = K_QUERY,
+        label: str | None = LABEL_QUERY,
+        source: str | None = SOURCE_QUERY,
+    ) -> Response:
         """Neighbours of an indexed cell (its stored vector), the cell itself excluded."""
         row = _cell_row(state, cell_id)
-        with state.compute:
-            return _answer(state, cell_id, state.vector_of(row), k, label, source, exclude=row)
+        return JSONResponse(answerer.for_cell(row, k, label, source, timing_of(request)))
 
     @api.get("/cells/{cell_id:path}/image", response_class=Response, responses=IMAGE_RESPONSES)
     def cell_image(cell_id: str) -> Response:
-        """The cell's image (JPEG/PNG/WEBP as stored; TIFF and BMP converted to PNG)."""
+        """The cell's image at its stored size: the original file where this server reaches it, else the
+        shards' copy (JPEG/PNG/WEBP as stored; TIFF and BMP converted to PNG). The header
+        ``X-Image-Origin`` says which: ``original`` or ``shard``."""
         _cell_row(state, cell_id)
-        data, media = state.images.image(cell_id)
-        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+        data, media, origin = state.images.image(cell_id)
+        headers = {"Cache-Control": "private, max-age=3600", "X-Image-Origin": origin}
+        return Response(data, media_type=media, headers=headers)
 
     @api.get("/cells/{cell_id:path}/thumb", response_class=Response, responses=IMAGE_RESPONSES)
     def cell_thumb(cell_id: str) -> Response:

@@ -3,13 +3,13 @@
 A client names a cell by its ``cell_id`` only; the file is looked up from server-side records, never
 from a path the client sends:
 
-1. the shards the cells were embedded from (``embed.json``: ``data_kind == "shards"`` with the
+1. the original file ``root / path`` of the cell's ``cells.parquet`` row (a ``roots`` mapping
+   ``source -> folder`` in ``embed.json`` overrides ``root``), refused if it resolves outside its
+   root: the full-resolution image, where this server can read it;
+2. otherwise the shards the cells were embedded from (``embed.json``: ``data_kind == "shards"`` with the
    ``shards`` folder that ``embed`` records, else ``data_path`` / ``data``): a ``key -> (tar, offset, size)`` map is built once at
    start-up with :mod:`tarfile` (keys from :func:`ssl_cyto.formats.shard_index.cell_key`), so an
-   image is one ``seek`` + ``read``;
-2. otherwise the original file ``root / path`` of the cell's ``cells.parquet`` row (a ``roots``
-   mapping ``source -> folder`` in ``embed.json`` overrides ``root``), refused if it resolves outside
-   its root.
+   image is one ``seek`` + ``read`` (packing may have resized it: the page says which it shows).
 
 JPEG, PNG and WEBP bytes go to the browser as they are; other formats (TIFF, BMP) are decoded with
 :func:`ssl_cyto.data.images.open_rgb` and sent as PNG. Thumbnails are JPEG, cached in memory (LRU).
@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ssl_cyto.data.images import ImageDecodeError, open_rgb
@@ -121,8 +122,25 @@ class ImageStore:
             raise ApiError(404, "image_not_found", f"the image of {cell_id!r} lies outside its source root")
         return path
 
-    def raw(self, cell_id: str) -> bytes:
-        """The stored file of a cell (shard member or original file).
+    def _original(self, cell_id: str, row: tuple[str, str, str]) -> bytes | None:
+        try:
+            path = self._file_of(cell_id, row)
+            return path.read_bytes() if path.is_file() else None
+        except OSError:
+            return None
+
+    def _member(self, cell_id: str) -> bytes | None:
+        member = self._members.get(cell_key(cell_id))
+        if member is None:
+            return None
+        tar_path, offset, size = member
+        with tar_path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read(size)
+
+    def raw_with_origin(self, cell_id: str) -> tuple[bytes, str]:
+        """The stored file of a cell and where it came from: ``original`` (``root / path``, full
+        resolution) where this server reaches it, else ``shard`` (the packed copy, maybe resized).
 
         Raises:
             ApiError: 404 unknown cell or image not available on this server.
@@ -130,21 +148,33 @@ class ImageStore:
         row = self._lookup(cell_id)
         if row is None:
             raise ApiError(404, "unknown_cell", f"no indexed cell has the id {cell_id!r}")
-        member = self._members.get(cell_key(cell_id))
-        if member is not None:
-            tar_path, offset, size = member
-            with tar_path.open("rb") as fh:
-                fh.seek(offset)
-                return fh.read(size)
-        path = self._file_of(cell_id, row)
-        try:
-            return path.read_bytes()
-        except OSError:
-            raise ApiError(
-                404,
-                "image_not_found",
-                f"the image of {cell_id!r} is not available on this server (its shards or source folder moved)",
-            ) from None
+        data = self._original(cell_id, row)
+        if data is not None:
+            return data, "original"
+        data = self._member(cell_id)
+        if data is not None:
+            return data, "shard"
+        self._file_of(cell_id, row)  # a row pointing outside its root says so
+        raise ApiError(
+            404,
+            "image_not_found",
+            f"the image of {cell_id!r} is not available on this server (its shards or source folder moved)",
+        )
+
+    def raw(self, cell_id: str) -> bytes:
+        """The stored file of a cell (see :meth:`raw_with_origin`)."""
+        return self.raw_with_origin(cell_id)[0]
+
+    def origin_summary(self, cell_ids: Sequence[str] | np.ndarray, sample: int = 20) -> dict[str, int]:
+        """Where the images of up to ``sample`` evenly spaced cells come from (``original``/``shard``/``missing``)."""
+        out = {"original": 0, "shard": 0, "missing": 0}
+        n = len(cell_ids)
+        for i in sorted({int(j * n / sample) for j in range(min(sample, n))}):
+            try:
+                out[self.raw_with_origin(str(cell_ids[i]))[1]] += 1
+            except ApiError:
+                out["missing"] += 1
+        return out
 
     def _decode(self, cell_id: str, data: bytes) -> Image.Image:
         fmt = sniff_format(data)
@@ -155,15 +185,15 @@ class ImageStore:
                 404, "image_not_found", f"the stored image of {cell_id!r} cannot be decoded"
             ) from None
 
-    def image(self, cell_id: str) -> tuple[bytes, str]:
-        """``(bytes, media type)`` a browser can show: JPEG/PNG/WEBP as stored, others as PNG."""
-        data = self.raw(cell_id)
+    def image(self, cell_id: str) -> tuple[bytes, str, str]:
+        """``(bytes, media type, origin)`` a browser can show: JPEG/PNG/WEBP as stored, others as PNG."""
+        data, origin = self.raw_with_origin(cell_id)
         fmt = sniff_format(data)
         if fmt in _MEDIA:
-            return data, _MEDIA[fmt]
+            return data, _MEDIA[fmt], origin
         buf = io.BytesIO()
         self._decode(cell_id, data).save(buf, format="PNG")
-        return buf.getvalue(), "image/png"
+        return buf.getvalue(), "image/png", origin
 
     def thumb(self, cell_id: str) -> bytes:
         """A JPEG at most ``THUMB_SIZE`` pixels a side (cached)."""

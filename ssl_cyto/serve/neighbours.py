@@ -17,40 +17,13 @@ import numpy as np
 
 from ssl_cyto.retrieval.faiss_index import normalize
 from ssl_cyto.retrieval.index_io import search
-from ssl_cyto.serve.errors import ApiError
 from ssl_cyto.serve.state import ServeState
 
-__all__ = ["K_MAX", "MAX_CANDIDATES", "filter_mask", "neighbours", "nearest_rows"]
+__all__ = ["K_MAX", "MAX_CANDIDATES", "neighbours", "nearest_rows"]
 
 K_MAX = 1000
 MAX_CANDIDATES = 4096
 EXACT_CHUNK = 65536
-
-
-def filter_mask(state: ServeState, label: str | None, source: str | None) -> np.ndarray | None:
-    """Rows matching the filters (None when there is no filter).
-
-    Raises:
-        ApiError: 400 for a label or source no indexed cell has.
-    """
-    if not label and not source:
-        return None
-    mask = np.ones(state.n, dtype=bool)
-    if label:
-        hit = state.labels == label
-        if not hit.any():
-            known = ", ".join(sorted({str(v) for v in state.labels if v is not None})[:40])
-            raise ApiError(400, "unknown_label", f"no indexed cell has the label {label!r}; labels: {known}")
-        mask &= hit
-    if source:
-        hit = state.sources == source
-        if not hit.any():
-            known = ", ".join(sorted({str(v) for v in state.sources}))
-            raise ApiError(
-                400, "unknown_source", f"no indexed cell comes from the source {source!r}; sources: {known}"
-            )
-        mask &= hit
-    return mask
 
 
 def _exact(state: ServeState, q: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +74,10 @@ def nearest_rows(
     return [(float(s), int(i)) for s, i in zip(sims, rows, strict=True)]
 
 
-def neighbours(state: ServeState, pairs: list[tuple[float, int]]) -> list[dict]:
+def neighbours(state: ServeState, pairs: list[tuple[float, int]], names: np.ndarray) -> list[dict]:
     """The answer rows: the fields of ``ssl-cyto query --json`` plus ``source`` and ``label_name``.
 
+    Built from the loaded arrays only (``names``: each row's full class name, computed at start-up).
     ``path`` is relative to the cell's source root (never an absolute server path).
     """
     return [
@@ -112,7 +86,7 @@ def neighbours(state: ServeState, pairs: list[tuple[float, int]]) -> list[dict]:
             "cell_id": str(state.cell_ids[i]),
             "path": str(state.paths[i]),
             "label": state.labels[i],
-            "label_name": state.label_name(i),
+            "label_name": names[i],
             "source": str(state.sources[i]),
             "similarity": round(sim, 6),
         }

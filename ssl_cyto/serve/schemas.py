@@ -10,14 +10,18 @@ __all__ = [
     "ERROR_RESPONSES",
     "ClassCount",
     "ErrorBody",
+    "ExactMatch",
     "Health",
     "Info",
     "Login",
+    "MapPlacement",
     "Neighbour",
     "QueryAnswer",
+    "Scale",
     "SourceCount",
     "UmapPoints",
     "UploadInfo",
+    "Warning",
 ]
 
 
@@ -46,6 +50,47 @@ class UploadInfo(BaseModel):
     format: str
     width: int
     height: int
+    preview: str | None = Field(
+        None, description="a JPEG data URL (<= 256 px) for formats a browser cannot show (TIFF); else absent"
+    )
+
+
+class Scale(BaseModel):
+    """Where the best similarity falls among indexed cells' own nearest-neighbour similarities."""
+
+    best_similarity: float
+    percentile: float | None = Field(
+        description="share (0-100) of a seeded sample of indexed cells whose nearest neighbour is less similar"
+    )
+    p1: float = Field(description="1st percentile of the sample's nearest-neighbour similarities")
+    p50: float
+    sample: int = Field(description="cells in the sample (at most 2,000)")
+
+
+class ExactMatch(BaseModel):
+    """The indexed cell an upload is (present only when it is one)."""
+
+    cell_id: str
+    label: str | None
+    label_name: str | None
+    by: str = Field(
+        description="sha256 (same file), phash (same image re-encoded) or similarity (>= 0.99999)"
+    )
+
+
+class Warning(BaseModel):
+    """Why an answer may mean little (tiny image, sliver, nothing similar in the index)."""
+
+    code: str = Field(description="tiny_image, extreme_aspect or low_similarity")
+    detail: str
+
+
+class MapPlacement(BaseModel):
+    """Positions on the page's map: the query (an upload: similarity-weighted mean of its neighbours)."""
+
+    query: list[float] | None
+    placed: str = Field(description="cell (its own UMAP position) or neighbours (weighted mean)")
+    neighbours: list[list[float] | None]
 
 
 class QueryAnswer(BaseModel):
@@ -59,6 +104,12 @@ class QueryAnswer(BaseModel):
     query_label_name: str | None = None
     query_source: str | None = None
     upload: UploadInfo | None = None
+    scale: Scale | None = Field(None, description="null when there is no neighbour")
+    map: MapPlacement | None = Field(None, description="null when the folder has no UMAP")
+    exact_match: ExactMatch | None = Field(
+        None, description="uploads only; absent unless it is an indexed cell"
+    )
+    warnings: list[Warning] | None = Field(None, description="uploads only; absent when there is none")
     neighbours: list[Neighbour]
 
 
@@ -85,8 +136,14 @@ class Info(BaseModel):
     cells: int
     classes: list[ClassCount]
     sources: list[SourceCount]
+    example_cell: str | None
     images_in_shards: int
+    images: dict[str, int] = Field(
+        description="where a sample of 20 cells' images come from: original/shard/missing"
+    )
     umap: bool
+    scale: dict[str, Any]
+    exact_match_by: list[str]
     limits: dict[str, int]
     auth: bool
 
@@ -99,15 +156,20 @@ class Health(BaseModel):
 
 
 class UmapPoints(BaseModel):
-    """The UMAP written by ``ssl-cyto umap`` (columns), or how to make it."""
+    """The UMAP written by ``ssl-cyto umap`` (columns; labels and sources as codes), or how to make it."""
 
     available: bool
     hint: str | None = None
+    total: int = Field(0, description="cells on the map")
+    shown: int = Field(0, description="points sent (a seeded sample of at most 50,000)")
+    bounds: list[float] = Field([], description="min x, max x, min y, max y over every point")
+    classes: list[str] = []
+    sources: list[str] = []
     cell_id: list[str] = []
     x: list[float] = []
     y: list[float] = []
-    label: list[str | None] = []
-    source: list[str] = []
+    label: list[int] = Field([], description="index into classes, -1 for no label")
+    source: list[int] = Field([], description="index into sources")
 
 
 class Login(BaseModel):

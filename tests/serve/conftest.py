@@ -169,3 +169,63 @@ def running_server(emb: Path, token: str | None = None, timeout: float = 120) ->
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+REQUIRE_BROWSER = "SSL_CYTO_REQUIRE_BROWSER"
+
+
+def require_chromium() -> None:
+    """Skip without Debian's chromium + chromedriver; fail instead where ``SSL_CYTO_REQUIRE_BROWSER=1``
+    (``.ci/run`` sets it, so CI cannot pass without running the page's tests)."""
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return
+    why = (
+        "needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver): "
+        "apt-get install chromium chromium-driver (make browser does)"
+    )
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{REQUIRE_BROWSER}=1 but the browser is missing: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+def start_browser(user_data: str, size: str = "1400,1000"):
+    """Headless Chromium through selenium with a throw-away profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={user_data}",
+        f"--window-size={size}",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+def with_fake_umap(src: Path, dest: Path, seed: int = 0) -> Path:
+    """A copy of the embedding folder ``src`` with a seeded random ``umap/umap.parquet`` (the page's map)."""
+    import shutil
+
+    import pandas as pd
+
+    shutil.copytree(src, dest)
+    cells = pd.read_parquet(dest / "cells.parquet", columns=["cell_id"])
+    rng = np.random.default_rng(seed)
+    (dest / "umap").mkdir()
+    xy = rng.normal(size=(len(cells), 2))
+    pd.DataFrame({"cell_id": cells["cell_id"], "x": xy[:, 0], "y": xy[:, 1]}).to_parquet(
+        dest / "umap" / "umap.parquet"
+    )
+    return dest

@@ -110,10 +110,12 @@ def test_rgba_tiff_upload_gets_the_cli_neighbours(
 ) -> None:
     cell_id, path = a_cell
     assert Image.open(path).mode == "RGBA"
-    r = upload(client, path.read_bytes(), name="whatever.png", query_string="k=5")
+    r = upload(client, path.read_bytes(), name="whatever.png", query_string="k=5&preview=true")
     assert r.status_code == 200, r.text
     body = r.json()
+    preview = body["upload"].pop("preview")  # browsers cannot show a TIFF: the page shows this JPEG
     assert body["upload"] == {"format": "TIFF", "width": 400, "height": 400}
+    assert preview.startswith("data:image/jpeg;base64,")
     cli = query([path], index=serve_emb, k=5)[0]["neighbours"]
     assert [n["cell_id"] for n in body["neighbours"]] == [n["cell_id"] for n in cli]
     assert body["neighbours"][0]["cell_id"] == cell_id  # the cell itself is indexed
@@ -174,13 +176,14 @@ def test_image_and_thumb(client: TestClient, a_cell: tuple[str, Path]) -> None:
 
 def test_umap_absent_gives_a_hint(client: TestClient) -> None:
     body = client.get("/api/umap").json()
-    assert body["available"] is False and "ssl-cyto umap" in body["hint"]
+    assert body["available"] is False and "ssl-cyto umap EMB_DIR" in body["hint"]
+    assert "ssl-cyto umap EMB_DIR" in client.get("/static/app.js").text  # the page says it too
 
 
 def test_page_is_served_offline(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
-    for asset in ("/static/app.js", "/static/app.css"):
+    for asset in ("/static/app.js", "/static/map.js", "/static/app.css"):
         r = client.get(asset)
         assert r.status_code == 200
         assert "http://" not in r.text and "https://" not in r.text  # no CDN
@@ -258,3 +261,25 @@ def test_unknown_and_traversal_ids(client: TestClient, a_cell: tuple[str, Path],
 def test_unknown_route_is_json(client: TestClient) -> None:
     assert_error(client.get("/api/nothing"), 404, "not_found")
     assert_error(client.delete("/api/info"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("data", "size"),
+    [(huge_png(20_000, 20_000), "20000x20000"), (tiff_declaring(20_000, 20_000), "20000x20000")],
+    ids=["png-bomb", "tiff-header"],
+)
+def test_huge_headers_and_bombs_get_the_max_pixels_answer(client: TestClient, data: bytes, size: str) -> None:
+    r = upload(client, data, name="big.img")
+    assert_error(r, 413, "too_many_pixels")
+    detail = r.json()["detail"]
+    assert size in detail and "--max-pixels" in detail and "bomb" not in detail.lower()
+
+
+def test_bomb_over_pillows_cap_with_a_large_max_pixels(state: ServeState) -> None:
+    from ssl_cyto.serve.app import create_app
+    from ssl_cyto.serve.uploads import Limits
+
+    with TestClient(create_app(state, Limits(max_bytes=2_000_000, max_pixels=10**10))) as big:
+        r = upload(big, huge_png(20_000, 20_000), name="big.png")
+    assert_error(r, 413, "too_many_pixels")
+    assert "--max-pixels" in r.json()["detail"] and "bomb" not in r.json()["detail"].lower()

@@ -13,42 +13,16 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.serve.conftest import running_server
+from tests.serve.conftest import require_chromium, running_server, start_browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 K = 6
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
-        reason="needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver): "
-        "apt-get install chromium chromium-driver (make setup does)",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
-def start_browser(user_data: str):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={user_data}",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    require_chromium()
 
 
 def grid_ids(driver) -> list[str]:
@@ -83,7 +57,7 @@ def test_upload_then_click_shows_the_api_neighbours(serve_emb: Path, a_cell: tup
                 f"{url}/api/cells/{quote(clicked, safe='')}/neighbours?k={K}", timeout=60
             ).json()
             after_ids = [n["cell_id"] for n in after["neighbours"]]
-            driver.find_elements("css selector", "#grid .tile")[1].click()
+            driver.find_elements("css selector", "#grid .tile .search")[1].click()
             wait.until(lambda d: grid_ids(d) == after_ids)
             assert clicked not in grid_ids(driver)
             assert driver.find_element("id", "cell-id").get_attribute("value") == clicked

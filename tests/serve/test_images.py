@@ -27,11 +27,28 @@ def test_images_of_a_shard_embedding_come_from_the_tars(shard_emb: Path, tmp_pat
     with TestClient(create_app(state)) as client:
         r = client.get(f"/api/cells/{quote(cell_id, safe='')}/image")
         assert r.status_code == 200 and r.headers["content-type"] in ("image/png", "image/jpeg", "image/webp")
+        assert r.headers["x-image-origin"] == "shard"
         assert Image.open(io.BytesIO(r.content)).size[0] > 0
+        assert client.get("/api/info").json()["images"] == {"original": 0, "shard": 20, "missing": 0}
         r = client.get(f"/api/cells/{quote(cell_id, safe='')}/thumb")
         assert r.status_code == 200
         r = client.get(f"/api/cells/{quote(cell_id, safe='')}/neighbours?k=4&source=bm-mll")
         assert r.status_code == 200 and len(r.json()["neighbours"]) == 4
+
+
+def test_the_original_file_is_served_at_its_size_before_the_shard_copy(shard_emb: Path) -> None:
+    state = load_state(shard_emb, device="cpu", threads=1)
+    cell_id = str(state.cell_ids[3])
+    original = Path(str(state.roots[3])) / str(state.paths[3])
+    with Image.open(original) as img:
+        size = img.size
+    with TestClient(create_app(state)) as client:
+        r = client.get(f"/api/cells/{quote(cell_id, safe='')}/image")
+        assert r.status_code == 200 and r.headers["x-image-origin"] == "original"
+        assert Image.open(io.BytesIO(r.content)).size == size
+        info = client.get("/api/info").json()
+        assert info["images"]["original"] == 20
+        assert str(state.emb_dir.parent) not in str(info)
 
 
 def test_shard_files_are_found_from_embed_json(shard_emb: Path) -> None:
@@ -74,6 +91,6 @@ def test_tar_members_are_read_by_offset(tmp_path: Path) -> None:
         lambda c: ("s", str(tmp_path / "gone"), "a.png") if c == "s/a.png" else None, [tar_path]
     )
     assert store.raw("s/a.png") == img.getvalue()
-    data, media = store.image("s/a.png")
-    assert media == "image/png" and data == img.getvalue()
+    data, media, origin = store.image("s/a.png")
+    assert media == "image/png" and data == img.getvalue() and origin == "shard"
     shutil.rmtree(tmp_path / "gone", ignore_errors=True)
