@@ -66,6 +66,7 @@ class DINOv2(DINO):
         ibot_separate_head: a patch head of its own (default; DinoBloom) or the DINO head for patches
             too (DINOv2's default).
         ibot_head_output_dim: prototypes of the separate patch head (default ``head_output_dim``).
+        ibot_head_bottleneck_dim: bottleneck of the separate patch head (default ``head_bottleneck_dim``).
         mask_ratio: (min, max) fraction of a masked crop's patches to mask (DINOv2: 0.1-0.5).
         mask_probability: fraction of the global crops that get a mask (DINOv2: 0.5).
         mask_min_block: fewest patches in one masked block (DINOv2: 4).
@@ -73,7 +74,8 @@ class DINOv2(DINO):
         drop_path_rate: stochastic depth of the student (DINOv2 ViT-S: 0.1 to 0.4).
         drop_path_uniform: the same rate in every block (DINOv2) rather than rising with depth.
         layerwise_decay: layer-wise LR decay per block (1.0 turns it off; DINOv2: 0.9).
-        patch_embed_lr_mult: LR factor of the patch embedding with layer-wise decay on (DINOv2: 0.2).
+        patch_embed_lr_mult: LR factor of the patch embedding, with or without layer-wise decay
+            (DINOv2: 0.2).
         centering: ``sinkhorn`` (DINOv2) or ``mean`` teacher centring, for both losses.
         backbone: a timm ViT name (default DINOv2's ViT-S/14 architecture, random weights unless
             ``checkpoint_path`` is given).
@@ -93,6 +95,7 @@ class DINOv2(DINO):
         ibot_weight: float = 1.0,
         ibot_separate_head: bool = True,
         ibot_head_output_dim: int | None = None,
+        ibot_head_bottleneck_dim: int | None = None,
         mask_ratio: tuple[float, float] = (0.1, 0.5),
         mask_probability: float = 0.5,
         mask_min_block: int = 4,
@@ -146,8 +149,8 @@ class DINOv2(DINO):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.vit.embed_dim))
         nn.init.normal_(self.mask_token, std=0.02)
         if ibot_separate_head:
-            self.student_ibot_head = self._head(ibot_head_output_dim or head_output_dim)
-            self.teacher_ibot_head = self._head(ibot_head_output_dim or head_output_dim)
+            self.student_ibot_head = self._head(ibot_head_output_dim, ibot_head_bottleneck_dim)
+            self.teacher_ibot_head = self._head(ibot_head_output_dim, ibot_head_bottleneck_dim)
             self.teacher_ibot_head.load_state_dict(self.student_ibot_head.state_dict())
             deactivate_requires_grad(self.teacher_ibot_head)
         self.ibot_criterion = IBOTLoss(
@@ -158,12 +161,12 @@ class DINOv2(DINO):
             centering=centering,
         )
 
-    def _head(self, output_dim: int | None = None) -> DINOv2Head:  # type: ignore[override]
+    def _head(self, output_dim: int | None = None, bottleneck_dim: int | None = None) -> DINOv2Head:  # type: ignore[override]
         h = self.hp
         return DINOv2Head(
             self.embed_dim,
             h.head_hidden_dim,
-            h.head_bottleneck_dim,
+            bottleneck_dim or h.head_bottleneck_dim,
             output_dim or h.head_output_dim,
             batch_norm=h.head_batch_norm,
             freeze_last_layer=h.freeze_last_layer,
@@ -259,9 +262,10 @@ class DINOv2(DINO):
 
     # ---- optimisation -----------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """AdamW (or the chosen optimiser) over depth groups when ``layerwise_decay`` < 1."""
+        """AdamW (or the chosen optimiser) over depth groups when ``layerwise_decay`` < 1 or
+        ``patch_embed_lr_mult`` != 1."""
         h = self.hp
-        if h.layerwise_decay >= 1.0:
+        if h.layerwise_decay >= 1.0 and h.patch_embed_lr_mult == 1.0:
             return super().configure_optimizers()
         groups = layerwise_param_groups(
             self, h.weight_decay, float(h.layerwise_decay), len(self.vit.blocks), float(h.patch_embed_lr_mult)
