@@ -272,6 +272,18 @@ class DINOv2(DINO):
         )
         return build_optimizer(h.optimizer, groups, h.lr, h.momentum)
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """DINO's clipping and frozen last layer, the latter for the separate patch head too (DINOv2
+        drops every ``last_layer`` gradient during ``freeze_last_layer`` epochs)."""
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if self.hp.ibot_separate_head:
+            self.student_ibot_head.cancel_last_layer_gradients(self.current_epoch)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """The scheduled LR (and weight decay), times each group's ``lr_scale`` (layer-wise decay)."""
         super().on_train_batch_start(batch, batch_idx)

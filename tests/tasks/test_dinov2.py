@@ -174,3 +174,14 @@ def test_layerwise_lr_decay_groups() -> None:
     groups = trainer.optimizers[0].param_groups
     full = next(g["lr"] for g in groups if g["lr_scale"] == 1.0)
     assert full > 0 and all(g["lr"] == pytest.approx(full * g["lr_scale"]) for g in groups)
+
+
+def test_last_layers_of_both_heads_frozen_during_the_first_epochs() -> None:
+    task = _tiny(freeze_last_layer=1)
+    task.trainer = type("T", (), {"current_epoch": 0})()  # type: ignore[assignment]
+    task.compute_loss(views(2, 2, b=4, size=16, local=8), teacher_temp=0.05).backward()
+    heads = (task.student_head, task.student_ibot_head)
+    assert all(p.grad is not None for h in heads for p in h.last_layer.parameters())
+    task.configure_gradient_clipping(torch.optim.SGD(task.parameters(), lr=0.1))
+    assert all(p.grad is None for h in heads for p in h.last_layer.parameters())
+    assert task.mask_token.grad is not None
