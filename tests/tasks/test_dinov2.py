@@ -185,3 +185,17 @@ def test_last_layers_of_both_heads_frozen_during_the_first_epochs() -> None:
     task.configure_gradient_clipping(torch.optim.SGD(task.parameters(), lr=0.1))
     assert all(p.grad is None for h in heads for p in h.last_layer.parameters())
     assert task.mask_token.grad is not None
+
+
+def test_fit_model_dinov2_resolves_through_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from ssl_cyto.cli import main as cli_main
+
+    assert cli_main(["fit", "--model", "dinov2", "--print_config"]) == 0
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    assert model["class_path"] == "ssl_cyto.tasks.dinov2.DINOv2"
+    assert (
+        model["init_args"]["backbone"] == "vit_small_patch14_dinov2"
+        and model["init_args"]["koleo_weight"] == 0.1
+    )
