@@ -44,7 +44,8 @@ from ssl_cyto.tasks.optim import build_optimizer, layerwise_param_groups
 
 class DINOv2Head(DINOv2ProjectionHead):
     """lightly's DINOv2 head (3-layer MLP, L2-normalised bottleneck, weight-normalised prototypes)
-    whose last layer can be frozen for the first epochs, as DINOv2's ``freeze_last_layer_epochs``."""
+    whose last layer can be frozen for the first epochs, as DINOv2's ``freeze_last_layer_epochs``. Its
+    prototypes' norms are trained, as in DINOv2 (DINO's ``norm_last_layer`` does not apply)."""
 
     def __init__(self, *args: Any, freeze_last_layer: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -146,8 +147,8 @@ class DINOv2(DINO):
         require_vit(backbone, self.backbone)
         set_drop_path(self.vit, drop_path_rate, uniform=drop_path_uniform)
         set_drop_path(self.teacher_vit, 0.0)
+        # zeros, as DINOv2 initialises it (timm's released ViTs do not carry DINOv2's trained mask token)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.vit.embed_dim))
-        nn.init.normal_(self.mask_token, std=0.02)
         if ibot_separate_head:
             self.student_ibot_head = self._head(ibot_head_output_dim, ibot_head_bottleneck_dim)
             self.teacher_ibot_head = self._head(ibot_head_output_dim, ibot_head_bottleneck_dim)
