@@ -14,6 +14,8 @@ then ``cancel_gradients_last_layer``), each student parameter's gradient is clip
 ``clip_grad`` on its own, then the last head layer's gradient is dropped during the first
 ``freeze_last_layer`` epochs (``clip_mode="global"``: one norm over all student gradients instead).
 Weight decay follows a cosine schedule from ``weight_decay`` to ``weight_decay_end``.
+``koleo_weight`` > 0 adds DINOv2's KoLeo regulariser on the student's global-crop features
+(:mod:`ssl_cyto.tasks.koleo_loss`), which spreads them for nearest-neighbour search.
 
 The teacher, its head and the loss centre are sub-modules / buffers, so they are saved in and
 restored from checkpoints. :meth:`DINO.export_backbone` returns the teacher backbone (the network
@@ -32,6 +34,7 @@ from torch import nn
 from ssl_cyto.formats.errors import InputError
 from ssl_cyto.models import hub
 from ssl_cyto.models.factory import patch_size_of, takes_any_size
+from ssl_cyto.tasks.koleo_loss import KoLeoLoss32, koleo_per_crop
 from ssl_cyto.tasks.momentum import MomentumTask
 from ssl_cyto.tasks.precision import DINOLoss32
 from ssl_cyto.tasks.schedule import cosine_at
@@ -69,6 +72,8 @@ class DINO(MomentumTask):
             ``gradient_clip_val`` takes precedence when set, with Lightning's algorithm).
         clip_mode: ``per_parameter`` (the paper: each gradient to norm ``clip_grad``) or ``global``
             (the norm of all student gradients together).
+        koleo_weight: weight of the KoLeo regulariser on the student's backbone features of each
+            global crop, per rank (DINOv2: 0.1; 0 turns it off, the default, as in DINO).
         lr: base learning rate (DINO's default 5e-4 per 256 images).
         weight_decay: weight decay at the start of the cosine weight-decay schedule.
         **kwargs: the other shared arguments (``backbone``, ``input_size``, ...): see
@@ -97,6 +102,7 @@ class DINO(MomentumTask):
         weight_decay_end: float = 0.4,
         clip_grad: float = 3.0,
         clip_mode: Literal["per_parameter", "global"] = "per_parameter",
+        koleo_weight: float = 0.0,
         lr: float = 5e-4,
         weight_decay: float = 0.04,
         **kwargs: Any,
@@ -119,6 +125,7 @@ class DINO(MomentumTask):
             student_temp=student_temp,
             center_momentum=center_momentum,
         )
+        self.koleo = KoLeoLoss32()
 
     def _local_size(self, local_size: int | None) -> int:
         if not takes_any_size(self.backbone_name, self.backbone):
@@ -196,10 +203,14 @@ class DINO(MomentumTask):
         global_views, local_views = batch[:2], batch[2:]
         with torch.no_grad():
             t_out = self.teacher_head(self.teacher_backbone(torch.cat(global_views))).chunk(len(global_views))
-        s_out = list(self.student_head(self(torch.cat(global_views))).chunk(len(global_views)))
+        s_feat = self(torch.cat(global_views))
+        s_out = list(self.student_head(s_feat).chunk(len(global_views)))
         if local_views:
             s_out += list(self.student_head(self(torch.cat(local_views))).chunk(len(local_views)))
-        return self.criterion(list(t_out), s_out, teacher_temp=teacher_temp)
+        loss = self.criterion(list(t_out), s_out, teacher_temp=teacher_temp)
+        if self.hp.koleo_weight:
+            loss = loss + self.hp.koleo_weight * koleo_per_crop(self.koleo, s_feat, len(global_views))
+        return loss
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         b = batch[0].shape[0]

@@ -16,6 +16,7 @@ from ssl_cyto.formats.imports import import_object
 METHODS: dict[str, str] = {
     "simclr": "ssl_cyto.tasks.simclr:SimCLR",
     "dino": "ssl_cyto.tasks.dino:DINO",
+    "dinov2": "ssl_cyto.tasks.dinov2:DINOv2",
 }
 
 #: The configs shipped with the package (``ssl_cyto/configs/*.yaml``).

@@ -37,18 +37,22 @@ def sinkhorn_knopp(teacher_out: Tensor, teacher_temp: float, n_iterations: int =
     with the logits shifted by their (global) maximum first so ``exp`` cannot overflow; the shift is a
     constant factor that the first normalisation removes.
 
+    The number of rows may differ between ranks (iBOT's masked patches, DINOv2's
+    ``n_masked_patches_tensor``): ``B`` is their all-reduced count, and a rank may hold none
+    (its empty output costs no host sync).
+
     Args:
         teacher_out: (B, K) teacher logits of this rank.
         teacher_temp: teacher temperature.
         n_iterations: Sinkhorn iterations (DINOv2: 3).
     """
     logits = teacher_out.float() / teacher_temp
-    top = logits.max().reshape(1)
+    top = logits.max().reshape(1) if logits.numel() else logits.new_full((1,), float("-inf"))
+    count = _all_reduce(logits.new_full((1,), float(logits.shape[0])))
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(top, op=dist.ReduceOp.MAX)
     q = torch.exp(logits - top).t()  # K x B
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    b, k = q.shape[1] * world, q.shape[0]
+    b, k = count, q.shape[0]
     q /= _all_reduce(q.sum())
     for _ in range(n_iterations):
         q /= _all_reduce(q.sum(dim=1, keepdim=True))

@@ -55,3 +55,19 @@ def fit(task: pl.LightningModule, batch: list[torch.Tensor]) -> pl.Trainer:
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+#: A DINOv2 small enough for CPU tests: a 2-block ViT of width 24 on 16 px crops with 4 px patches
+#: (a 4 x 4 patch grid; 2 x 2 for the 8 px local crops), no stochastic depth.
+DINOV2_TINY = {
+    "backbone": "vit_tiny_patch16_224",
+    "backbone_kwargs": {"patch_size": 4, "depth": 2, "embed_dim": 24, "num_heads": 2},
+    "input_size": 16,
+    "n_local_crops": 2,
+    "local_size": 8,
+    "head_hidden_dim": 16,
+    "head_bottleneck_dim": 8,
+    "head_output_dim": 32,
+    "drop_path_rate": 0.0,
+    "warmup_teacher_temp_epochs": 0,
+}
