@@ -316,5 +316,34 @@ def _first_file(name: str, repo: str, revision: str | None) -> str:
 def _resolve_timm_tag(name: str, weights: bool) -> Released:
     """A timm name with its tag: timm keeps these weights in the hub repository ``timm/<name>``, whose
     ``config.json`` gives the architecture and its ``pretrained_cfg``. Torch-free, so a name that cannot
-    be had is refused before torch is even imported."""
-    return _resolve_hub(name, f"timm/{name}", weights)
+    be had is refused before torch is even imported.
+
+    ``timm.create_model(name, pretrained=True)`` itself fetches only the weights file of a tag, so a
+    cache filled that way (the pre-download step docs/training.md shows) has no ``config.json``: there
+    the architecture and ``pretrained_cfg`` are timm's own for the tag, and nothing is fetched.
+    """
+    repo = f"timm/{name}"
+    timm_filled = _timm_filled_cache(repo)
+    if timm_filled is None:
+        return _resolve_hub(name, repo, weights)
+    import timm  # only here: the torch-free refusal above stays torch-free
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise BackboneError(f"--model {name}: timm knows no pretrained weights of that name")
+    arch = name.partition(".")[0]
+    commit = Path(timm_filled).parent.name
+    return Released(name, arch, {}, cfg.to_dict(), commit, timm_filled, sha256_file(timm_filled))
+
+
+def _timm_filled_cache(repo: str) -> str | None:
+    """The cached weights file of ``repo`` when the cache holds weights but no ``config.json``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+        return None
+    for filename in WEIGHT_FILES:
+        cached = try_to_load_from_cache(repo, filename)
+        if isinstance(cached, str):
+            return cached
+    return None

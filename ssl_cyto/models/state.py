@@ -95,9 +95,10 @@ def load_weights_into(module: nn.Module, path: str | os.PathLike, trust: bool = 
 
 
 def _timm_mapped(module: nn.Module, sd: dict[str, Any]) -> dict[str, Any]:
-    """``sd`` through timm's converter for ``module``'s architecture (where it has one and it is needed)."""
-    own = set(module.state_dict())
-    if set(sd) == own:
+    """``sd`` through timm's converter for ``module``'s architecture (where it has one and it is needed:
+    keys that differ, or shapes, e.g. DINOv2's 518 px position embedding resampled for a 224 px ViT)."""
+    own = module.state_dict()
+    if set(sd) == set(own) and all(tuple(getattr(v, "shape", ())) == tuple(own[k].shape) for k, v in sd.items()):
         return sd
     convert = getattr(sys.modules.get(type(module).__module__), "checkpoint_filter_fn", None)
     if convert is None or not type(module).__module__.startswith("timm."):

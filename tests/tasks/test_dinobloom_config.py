@@ -22,11 +22,6 @@ from ssl_cyto.tasks.registry import CONFIG_DIR
 CONFIG = CONFIG_DIR / "dinobloom_vits14.yaml"
 REPO = Path(__file__).resolve().parents[2]
 RELEASED = "vit_small_patch14_dinov2.lvd142m"
-NEEDS_ISSUE_19 = pytest.mark.xfail(
-    strict=False,
-    reason="released-weights backbone names (vit_small_patch14_dinov2.lvd142m from a hub cache) come with "
-    "issue 19; build_backbone refuses them before that",
-)
 
 
 def test_recipe_resolves_in_full_as_dinobloom_states_it(capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,8 +63,9 @@ def test_recipe_resolves_in_full_as_dinobloom_states_it(capsys: pytest.CaptureFi
 
 
 def fake_hub(cache: Path, weights: dict[str, torch.Tensor], name: str = RELEASED) -> dict[str, str]:
-    """A Hugging Face hub cache holding ``weights`` as timm's file for ``name``; the environment that
-    makes timm read it offline."""
+    """A Hugging Face hub cache holding ``weights`` as timm's file for ``name``, as
+    ``timm.create_model(name, pretrained=True)`` leaves it (the weights file, no ``config.json``); the
+    environment that makes timm read it offline."""
     from safetensors.torch import save_file
 
     repo = cache / ("models--" + timm.models.get_pretrained_cfg(name).hf_hub_id.replace("/", "--"))
@@ -143,21 +139,27 @@ def test_two_steps_from_a_local_vits14_weights_file(tmp_path: Path, synth_folder
 
 
 @pytest.mark.slow
-@NEEDS_ISSUE_19
 def test_two_steps_from_a_fake_hub_vits14(tmp_path: Path, synth_folder: Path) -> None:
     env = fake_hub(tmp_path / "hub", released_like())
     _fit_two_steps(tmp_path, synth_folder, [], env)
 
 
-@NEEDS_ISSUE_19
 def test_step0_student_and_teacher_equal_the_fake_hub_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ssl_cyto.tasks.dinov2 import DINOv2
 
     weights = released_like()
+    import huggingface_hub.constants as constants
+
+    from ssl_cyto.models import hub
+
     for key, value in fake_hub(tmp_path / "hub", weights).items():
         monkeypatch.setenv(key, value)
+    # huggingface_hub reads its environment once, at import: point the imported constants at the cache
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "_KNOWN", {})
     task = DINOv2(
         backbone=RELEASED, input_size=518, head_hidden_dim=16, head_bottleneck_dim=8, head_output_dim=16
     )
