@@ -114,7 +114,7 @@ def intro_section(result: dict, cells: pd.DataFrame) -> tuple[str, str]:
     proto = {
         "holdout20": "seeded stratified 80/20 hold-out (this project's; not DinoBloom's fixed split, see `--protocol dinobloom`), strata = (source, label)",
         "cv5": "stratified 5-fold cross-validation (Matek et al. 2021), out-of-fold predictions pooled",
-    }[result["protocol"]]
+    }.get(result["protocol"], result["protocol"])
     lines = [
         f"- Protocol: {proto}; seed {result['seed']}; {result['split']}.",
         (

@@ -25,15 +25,24 @@ def build(case: str, base: Path) -> tuple[Path, dict]:
         from ssl_cyto.data.synth import synthesize
         from ssl_cyto.formats.embeddings import write_embedding_folder
 
-        root = synthesize(base / "bm", layout="bm-mll", per_class=12, seed=0, size=32, classes=["BLA", "EOS", "LYT"])
+        root = synthesize(
+            base / "bm", layout="bm-mll", per_class=12, seed=0, size=32, classes=["BLA", "EOS", "LYT"]
+        )
         cells = catalog_from_path(root).sort_values("cell_id").reset_index(drop=True)
         rng = np.random.default_rng(0)
         y = cells["label"].astype("category").cat.codes.to_numpy()
         x = (rng.normal(size=(3, 8)) * 3)[y] + rng.normal(size=(len(y), 8))
         meta = {"architecture": "tiny_cnn", "method": "simclr", "embed_dim": 8}
         d = write_embedding_folder(base / "emb", x.astype(np.float32), cells, meta, {"data": str(root)})
-        other = write_emb_dir(base / "other", rng.normal(size=x.shape), list(cells["label"]), ids=list(cells["cell_id"]))
-        return d, {"protocol": "dinobloom", "baselines": "none", "baseline_dirs": {"noise": other}, "n_boot": 20}
+        other = write_emb_dir(
+            base / "other", rng.normal(size=x.shape), list(cells["label"]), ids=list(cells["cell_id"])
+        )
+        return d, {
+            "protocol": "dinobloom",
+            "baselines": "none",
+            "baseline_dirs": {"noise": other},
+            "n_boot": 20,
+        }
     x, labels = blobs(25, 3, spread=0.8)
     rng = np.random.default_rng(1)
     r1 = [lab if rng.random() < 0.8 else "C0" for lab in labels]
