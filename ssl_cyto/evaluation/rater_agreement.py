@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from ssl_cyto.evaluation.bootstrap import CI
 from ssl_cyto.evaluation.metrics import cohen_kappa
 from ssl_cyto.evaluation.splits import Task, has_value
