@@ -6,8 +6,9 @@ Order of look-up for each cell (:func:`cell_hashes`):
 2. the shard folder it was embedded from (``embed.json``'s ``shards`` / ``data_path`` / ``data``):
    ``image_hashes.parquet`` written by ``ssl-cyto pack`` from the images as packed;
 3. otherwise the image at ``root / path`` is decoded and hashed
-   (:func:`ssl_cyto.data.image_hash.image_hash`), and every hash found in 2. or computed in 3. is
-   kept in ``EMB_DIR/image_hashes.parquet`` so that no image is hashed twice.
+   (:func:`ssl_cyto.data.image_hash.image_hash`), and the hashes computed here are kept in
+   ``EMB_DIR/image_hashes.parquet`` so that no image is hashed twice (hashes of the shard folder
+   stay there, not copied: 2,688 bytes a cell).
 
 :class:`HashTable` holds them as arrays and computes the distances of many pairs at once.
 """
@@ -125,38 +126,41 @@ def cell_hashes(
     emb_dir = Path(emb_dir)
     n = len(cells)
     table = HashTable(n)
-    stored = read_hashes(*hash_sources(emb_dir, embed_meta))
     pos = pd.Series(np.arange(n), index=cells["cell_id"].astype(str).to_numpy())
-    found = pos.reindex(stored["cell_id"].astype(str).to_numpy())
-    have = found.notna().to_numpy()
-    table.set_rows(
-        found.to_numpy()[have].astype(np.int64),
-        stored["hash"].to_numpy()[have],
-        stored["phash"].to_numpy()[have],
-    )
+    mine = np.zeros(n, dtype=bool)  # rows whose hash lives in EMB_DIR's own file
+    for k, source in enumerate(hash_sources(emb_dir, embed_meta)):
+        stored = read_hashes(source)
+        found = pos.reindex(stored["cell_id"].astype(str).to_numpy()).to_numpy()
+        have = ~np.isnan(found)
+        have[have] = ~table.ok[found[have].astype(np.int64)]
+        rows_found = found[have].astype(np.int64)
+        table.set_rows(rows_found, stored["hash"].to_numpy()[have], stored["phash"].to_numpy()[have])
+        if k == 0:
+            mine[rows_found] = True
     wanted = np.arange(n) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
     todo = [int(r) for r in wanted if not table.ok[r]]
     bad: list[str] = []
-    own = read_hashes(emb_dir)
     if todo and images_available(cells):
         computed, bad = _hash_images(cells, todo, progress)
-        keys = sorted(computed)
+        keys = np.asarray(sorted(computed), dtype=np.int64)
         table.set_rows(
-            np.asarray(keys, dtype=np.int64),
+            keys,
             [computed[r].to_bytes() for r in keys],  # type: ignore[attr-defined]
             [computed[r].phash for r in keys],  # type: ignore[attr-defined]
         )
-    if int(table.ok.sum()) > len(own):
-        ids = cells["cell_id"].astype(str).to_numpy()
-        known = np.flatnonzero(table.ok)
-        blobs = table.bits[known].reshape(len(known), HASH_BYTES)
-        try:
-            write_hashes(
-                emb_dir / HASHES_FILE,
-                ((ids[r], table.phash[r], blobs[i].tobytes()) for i, r in enumerate(known)),
-            )
-        except OSError as exc:
-            print(
-                f"warning: could not keep the image hashes in {emb_dir / HASHES_FILE}: {exc}", file=sys.stderr
-            )
+        if len(keys):
+            mine[keys] = True
+            _keep(emb_dir, cells, table, np.flatnonzero(mine))
     return table, bad
+
+
+def _keep(emb_dir: Path, cells: pd.DataFrame, table: HashTable, rows: np.ndarray) -> None:
+    """Write the hashes of ``rows`` to ``EMB_DIR/image_hashes.parquet`` (those the folder computed)."""
+    ids = cells["cell_id"].astype(str).to_numpy()
+    blobs = table.bits[rows].reshape(len(rows), HASH_BYTES)
+    try:
+        write_hashes(
+            emb_dir / HASHES_FILE, ((ids[r], table.phash[r], blobs[i].tobytes()) for i, r in enumerate(rows))
+        )
+    except OSError as exc:
+        print(f"warning: could not keep the image hashes in {emb_dir / HASHES_FILE}: {exc}", file=sys.stderr)
