@@ -15,6 +15,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ssl_cyto"
 MAX_LINES = 450
 MODULES = sorted(PACKAGE.rglob("*.py"))
+MAX_FUNCTION_LINES = 100
+FUNCTION_RULE_PACKAGES = ("evaluation",)  # packages whose functions are at most MAX_FUNCTION_LINES long
 
 
 def _rel(path: Path) -> str:
@@ -77,3 +79,17 @@ def test_rules_catch_the_old_patterns() -> None:
         "    globals().update({'B': A})\n"
     )
     assert len(_violations(bad)) == 4
+
+
+@pytest.mark.parametrize(
+    "path", [m for m in MODULES if m.relative_to(PACKAGE).parts[0] in FUNCTION_RULE_PACKAGES], ids=_rel
+)
+def test_function_length(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    long = [
+        f"{node.name}() at line {node.lineno}: {node.end_lineno - node.lineno + 1} lines"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"{_rel(path)}: functions over {MAX_FUNCTION_LINES} lines: {long}"

@@ -29,6 +29,7 @@ from ssl_cyto.evaluation.dinobloom import (
     fold_bootstrap,
     is_bm_mll,
 )
+from ssl_cyto.evaluation.probe_report import METRIC_LABELS, baseline_table
 from ssl_cyto.evaluation.protocol import ProbeContext, ProbeError, Protocol
 from ssl_cyto.evaluation.report import markdown_table
 from ssl_cyto.evaluation.splits import Task, labelled
@@ -42,11 +43,8 @@ __all__ = [
 ]
 
 CLF_NAMES = {"logreg": "logistic regression", "knn1": "kNN k=1", "knn20": "kNN k=20"}
-METRIC_NAMES = {  # the order of the report's columns
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced acc.",
-    "f1_weighted": "weighted F1",
-    "f1_macro": "macro F1",
+METRIC_NAMES = {  # DinoBloom's metrics first (the order of the report's columns), labels shared
+    k: METRIC_LABELS[k] for k in ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")
 }
 GENERATED_MARKERS = (".complete", "SYNTHETIC", "synth.json")
 """Files that mark a folder written by the generator (``ssl_cyto.data.synth``)."""
@@ -194,15 +192,8 @@ def _task_section(task: Task, tres: dict, main: str, published: bool) -> list[tu
         )
     out = [(f"{task.name}: {task.kind} (estimate [95% CI])", body)]
     if tres["vs_baselines"]:
-        rows = []
-        for base, by in tres["vs_baselines"].items():
-            for c, ms in by.items():
-                row = {"baseline": base, "classifier": CLF_NAMES[c]}
-                for k, v in ms.items():
-                    verdict = "beats" if v["low"] > 0 else ("worse" if v["high"] < 0 else "n.s.")
-                    row[METRIC_NAMES[k]] = f"{_fmt(v, True)} {verdict}"
-                rows.append(row)
-        out.append((f"{task.name}: {main} minus each baseline (paired bootstrap)", markdown_table(rows)))
+        table = baseline_table(tres["vs_baselines"], CLF_NAMES)
+        out.append((f"{task.name}: {main} minus each baseline (paired bootstrap)", table))
     return out
 
 

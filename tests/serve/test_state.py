@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from ssl_cyto.retrieval.index_io import resolve_index_path
 from ssl_cyto.serve.app import create_app
 from ssl_cyto.serve.errors import ServeError
-from ssl_cyto.retrieval.index_io import resolve_index_path
 from ssl_cyto.serve.state import UMAP_FILE, load_state
 
 
