@@ -128,16 +128,20 @@ def cell_hashes(
     table = HashTable(n)
     pos = pd.Series(np.arange(n), index=cells["cell_id"].astype(str).to_numpy())
     mine = np.zeros(n, dtype=bool)  # rows whose hash lives in EMB_DIR's own file
+    wanted = np.arange(n) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
+    is_wanted = np.zeros(n, dtype=bool)
+    is_wanted[wanted] = True
     for k, source in enumerate(hash_sources(emb_dir, embed_meta)):
         stored = read_hashes(source)
         found = pos.reindex(stored["cell_id"].astype(str).to_numpy()).to_numpy()
         have = ~np.isnan(found)
-        have[have] = ~table.ok[found[have].astype(np.int64)]
+        if k == 0:  # the folder's own hashes are all kept when it writes new ones
+            mine[found[have].astype(np.int64)] = True
+            have[have] = ~table.ok[found[have].astype(np.int64)]
+        else:  # elsewhere: only the rows asked for (190k hashes are 510 MB)
+            have[have] = is_wanted[found[have].astype(np.int64)] & ~table.ok[found[have].astype(np.int64)]
         rows_found = found[have].astype(np.int64)
         table.set_rows(rows_found, stored["hash"].to_numpy()[have], stored["phash"].to_numpy()[have])
-        if k == 0:
-            mine[rows_found] = True
-    wanted = np.arange(n) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
     todo = [int(r) for r in wanted if not table.ok[r]]
     bad: list[str] = []
     if todo and images_available(cells):
