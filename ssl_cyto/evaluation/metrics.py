@@ -192,7 +192,7 @@ def label_subsample(labels, fraction: float, seed: int = 0, min_per_class: int =
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
-def cohen_kappa(a: Sequence, b: Sequence) -> float:
+def cohen_kappa(a: Sequence | np.ndarray, b: Sequence | np.ndarray) -> float:
     """Cohen's kappa of two raters' labels for the same items (scikit-learn's ``cohen_kappa_score``).
 
     Cohen 1960, *Educ. Psychol. Meas.* 20:37: ``(p_o - p_e) / (1 - p_e)``, ``p_o`` the observed
