@@ -51,3 +51,8 @@ def test_every_stage_on_2000_generated_cells(tmp_path: Path) -> None:
     assert task["near_duplicates"]["n_test"] == task["n_test"]
     assert len(pd.read_parquet(work / "umap" / "umap.parquet")) == 2000
     assert "| load avg |" in (results / "scale.md").read_text()
+    # rerun one stage on the same pack and embedding: its row is replaced, the others kept
+    subprocess.run([*cmd, "--stages", "dedup"], check=True, env=env, cwd=REPO, timeout=600)
+    again = json.loads((results / "scale.json").read_text())["rows"]
+    assert sorted(r["stage"] for r in again) == sorted(stages)
+    assert [r for r in again if r["stage"] != "dedup"] == [r for r in rows if r["stage"] != "dedup"]
