@@ -26,6 +26,13 @@ Run (writes ``results/benchmarks/faiss.md`` + ``.json``)::
 
     .venv/bin/python benchmarks/faiss_bench.py                # embeds the PBC subset once (cached)
     .venv/bin/python benchmarks/faiss_bench.py --emb EMB_DIR  # reuse an embedding folder
+
+Past one machine, by simulation: the same tiling at 1,000,000 vectors of 384 dimensions, HNSW and
+IVF-PQ against the exact flat search (``results/benchmarks/faiss_1m.md``; docs/retrieval.md says
+which index to pick at 190k, 1M and 20M cells)::
+
+    .venv/bin/python benchmarks/faiss_bench.py --model resnet18 --n 1000000 --dims 384 \
+        --kinds hnsw ivfpq --out results/benchmarks/faiss_1m
 """
 
 from __future__ import annotations
@@ -339,7 +346,7 @@ def main() -> int:
     sections.append(("Run time", f"{total_s:.0f} s in total (including tiling and the exact ground truth)."))
     write_report(
         out.with_suffix(".md"),
-        "FAISS index kinds on 190k cell embeddings",
+        f"FAISS index kinds on {args.n:,} cell embeddings",
         command_line(),
         f"{real_desc}; tiled to {args.n:,} vectors at {', '.join(str(d) for d in args.dims)} dims",
         sections,

@@ -80,7 +80,8 @@ def validation_parts(cells) -> tuple[np.ndarray, np.ndarray]:
 
 def score(emb_dir: Path) -> dict[str, float]:
     """Fast linear probe and kNN-20 on the validation part (features z-scored on the fit part)."""
-    x, cells, _, _ = load_embeddings(emb_dir)
+    folder = load_embeddings(emb_dir)
+    x, cells = folder.vectors, folder.cells
     fit, val = validation_parts(cells)
     classes = sorted(set(cells["label"].iloc[fit]))
     code = {c: i for i, c in enumerate(classes)}
@@ -126,7 +127,8 @@ def run_one(args: argparse.Namespace, shards: Path, seed: int) -> dict:
     backbone = export_checkpoint(ckpt, run_dir / "backbone")
     emb = run_dir / "emb"
     embed(str(backbone), str(shards), emb, num_workers=args.workers)
-    _, cells, model_meta, embed_meta = load_embeddings(emb)
+    folder = load_embeddings(emb)
+    model_meta, embed_meta = folder.model, folder.embed
     colour = compute_baseline("colour", emb, model_meta, embed_meta, seed=0)
     steps, rate = throughput(run_dir / "train")
     row = {

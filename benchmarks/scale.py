@@ -5,19 +5,28 @@ names (a random flip / 90-degree turn, a small crop and brightness change, JPEG 
 images are real cells and the labels their folder, but copies are not new cells, so **no quality
 figure is taken from these runs** - only wall time and peak memory.
 
-Each stage is one ``ssl-cyto`` command in its own subprocess; its wall time and the peak resident
-memory of its whole process tree (polled from ``/proc`` every 0.2 s) are recorded. A stage that
-does not finish within what is left of ``--budget-minutes`` is killed and reported as "did not
-finish", never extrapolated; the later stages of that size are then skipped.
+Each stage is one ``ssl-cyto`` command in its own subprocess, every option written out; its wall
+time, the peak resident memory of its whole process tree (polled from ``/proc`` every 0.2 s) and the
+mean 1-minute load average of the machine while it ran are recorded. A row measured above load 1
+shared the cores with other work: rerun it (``--stages NAME``). A stage that does not finish within
+what is left of ``--budget-minutes`` is killed and reported as "did not finish", never
+extrapolated; the later stages of that size are then skipped.
 
 Usage (from the repository root)::
 
-    python benchmarks/scale.py --work /tmp/scale --sizes 10000 50000 190000 --budget-minutes 90
+    python benchmarks/scale.py --work /tmp/scale --sizes 10000 50000 190000 --budget-minutes 120
+    # rerun only some stages on the pack and embedding already in --work (rows replaced in scale.json)
+    python benchmarks/scale.py --work /tmp/scale --sizes 190000 --stages "probe --fast" probe dedup umap
     python benchmarks/scale.py --render            # results/benchmarks/scale.md from scale.json
 
-Stages: ``data scan`` (folder source), ``pack`` (80 px JPEG shards, 2 workers), ``embed``
-(``tiny_cnn``, seeded random weights, 64 px, 2 workers), ``index build`` (flat and HNSW), ``probe
---fast`` (holdout 20 %, no baselines) and ``umap`` (``--max-points`` as stated in the table).
+Stages (:func:`stages`): ``data scan`` (folder source), ``pack`` (80 px JPEG shards, 2 workers; image
+hashes computed here), ``embed`` (``tiny_cnn``, seeded random weights, 64 px, 2 workers), ``index
+build`` (flat and HNSW), ``probe --fast`` (holdout20, fixed C, 200 bootstrap replicates, no
+baselines, near-duplicate check on the stored hashes), ``probe`` in its default mode (C sweep,
+label efficiency, 1,000 replicates, both baselines embedded in one pass, near-duplicate check),
+``dedup`` and ``umap`` (every cell drawn; fitted on ``--max-points``). One pack and one embedding
+per size serve every later stage. ``--cells-dir`` uses an existing image folder instead of the PBC
+copies (the slow test runs every stage on generated cells that way).
 """
 
 from __future__ import annotations
@@ -99,86 +108,103 @@ def _tree_rss_kib(root: int) -> int:
 
 
 def run_stage(cmd: list[str], timeout: float, log: Path) -> dict:
-    """Run one stage; its wall time, peak tree RSS and whether it finished."""
+    """Run one stage; its wall time, peak tree RSS, mean load average and whether it finished."""
     t0 = time.monotonic()
+    loads = [os.getloadavg()[0]]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         peak = 0
         while proc.poll() is None:
             peak = max(peak, _tree_rss_kib(proc.pid))
+            loads.append(os.getloadavg()[0])
             if time.monotonic() - t0 > timeout:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return {"status": "did not finish", "wall_s": round(time.monotonic() - t0, 1),
-                        "peak_rss_mib": round(peak / 1024, 1)}
+                        "peak_rss_mib": round(peak / 1024, 1), "load_avg": round(sum(loads) / len(loads), 2)}
             time.sleep(0.2)
     status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see {log.name})"
-    return {"status": status, "wall_s": round(time.monotonic() - t0, 1), "peak_rss_mib": round(peak / 1024, 1)}
+    return {"status": status, "wall_s": round(time.monotonic() - t0, 1), "peak_rss_mib": round(peak / 1024, 1),
+            "load_avg": round(sum(loads) / len(loads), 2)}
 
 
 def stages(work: Path, cells: Path) -> list[tuple[str, list[str]]]:
+    """Every stage with all of its options written out (one pack and one embedding serve the rest)."""
     s = [sys.executable, "-m", "ssl_cyto"]
     emb = work / "emb"
     return [
         ("scan", [*s, "data", "scan", f"folder:scale={cells}", "--out", str(work / "catalog.parquet")]),
         ("pack", [*s, "pack", "--catalog", str(work / "catalog.parquet"), "--out", str(work / "shards"),
-                  "--workers", "2", "--image-size", "80", "--format", "jpg"]),
+                  "--workers", "2", "--image-size", "80", "--format", "jpg", "--seed", "0"]),
         ("embed", [*s, "embed", "--model", "tiny_cnn", "--data", str(work / "shards"), "--out", str(emb),
                    "--input-size", "64", "--workers", "2", "--batch-size", "256"]),
         ("index build (flat)", [*s, "index", "build", str(emb), "--kind", "flat"]),
         ("index build (hnsw)", [*s, "index", "build", str(emb), "--kind", "hnsw", "--out", str(work / "hnsw.faiss")]),
-        ("probe --fast", [*s, "probe", str(emb), "--fast", "--baselines", "none", "--out", str(work / "probe")]),
-        (f"umap (max {UMAP_MAX_POINTS} points)",
-         [*s, "umap", str(emb), "--max-points", str(UMAP_MAX_POINTS), "--out", str(work / "umap")]),
+        ("probe --fast", [*s, "probe", str(emb), "--protocol", "holdout20", "--fast", "--baselines", "none",
+                          "--seed", "0", "--n-boot", "200", "--out", str(work / "probe_fast")]),
+        ("probe", [*s, "probe", str(emb), "--protocol", "holdout20", "--baselines", "auto", "--seed", "0",
+                   "--n-boot", "1000", "--out", str(work / "probe")]),
+        ("dedup", [*s, "dedup", str(emb), "--threshold", "30", "--candidates", "10", "--out", str(work / "dedup")]),
+        ("umap", [*s, "umap", str(emb), "--max-points", str(UMAP_MAX_POINTS), "--seed", "0",
+                  "--out", str(work / "umap")]),
     ]
 
 
-def measure(args: argparse.Namespace) -> None:
+def _save(out_json: Path, args: argparse.Namespace, rows: list[dict]) -> None:
     from ssl_cyto.formats.provenance import hardware_summary
 
+    out_json.write_text(json.dumps({
+        "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]).replace(str(args.work), "$WORK"),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "hardware": hardware_summary(),
+        "budget_minutes": args.budget_minutes,
+        "note": args.note,
+        "rows": rows,
+    }, indent=2))
+
+
+def measure(args: argparse.Namespace) -> None:
     deadline = time.monotonic() + args.budget_minutes * 60
-    rows: list[dict] = []
-    out_json = RESULTS / "scale.json"
+    out_json = args.results / "scale.json"
+    old = json.loads(out_json.read_text())["rows"] if args.stages and out_json.exists() else []
+    rows: list[dict] = list(old)
     for n in args.sizes:
-        cells = make_cells(args.pbc, args.work / f"cells_{n}", n)
+        cells = args.cells_dir or make_cells(args.pbc, args.work / f"cells_{n}", n)
         work = args.work / f"run_{n}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        if not args.stages:
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
         skipping = False
         for name, cmd in stages(work, cells):
+            if args.stages and name not in args.stages:
+                continue
             row = {"cells": n, "stage": name, "command": " ".join(cmd[2:]).replace(str(args.work), "$WORK")}
             left = deadline - time.monotonic()
             if skipping or left < 5:
                 row.update(status="not run (budget spent or an earlier stage did not finish)", wall_s=None,
-                           peak_rss_mib=None)
+                           peak_rss_mib=None, load_avg=None)
             else:
                 print(f"[{n} cells] {name} ...", flush=True)
-                row.update(run_stage(cmd, left, work / f"{name.split()[0]}.log"))
+                slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+                row.update(run_stage(cmd, left, work / f"{slug}.log"))
                 skipping = row["status"] != "ok"
-                print(f"[{n} cells] {name}: {row['status']} in {row['wall_s']} s, peak {row['peak_rss_mib']} MiB",
-                      flush=True)
-            rows.append(row)
-            out_json.write_text(json.dumps({
-                "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]).replace(str(args.work), "$WORK"),
-                "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                "hardware": hardware_summary(),
-                "budget_minutes": args.budget_minutes,
-                "note": args.note,
-                "rows": rows,
-            }, indent=2))
-    render()
+                print(f"[{n} cells] {name}: {row['status']} in {row['wall_s']} s, peak {row['peak_rss_mib']} MiB, "
+                      f"load {row['load_avg']}", flush=True)
+            rows = [r for r in rows if (r["cells"], r["stage"]) != (n, name)] + [row]
+            _save(out_json, args, rows)
+    render(args.results)
 
 
 WHY = {
-    "probe": "the probe's kNN and retrieval compare every test cell with every training cell "
-             "(O(N_test x N_train) similarities) and the logistic regression's lbfgs iterations grow with N",
+    "probe": "the probe's exact kNN and retrieval compare every test cell with every training cell "
+             "(FAISS IndexFlatIP: O(N_test x N_train) inner products, ~N^2/5 for holdout20)",
     "index build (hnsw)": "HNSW inserts each vector with a graph search whose cost grows with log N",
-    "umap": "UMAP's cost is capped by --max-points; above that only the subsampling grows",
+    "umap": "UMAP is fitted on --max-points cells; the rest are placed with UMAP.transform (linear in N)",
 }
 
 
-def render() -> Path:
-    data = json.loads((RESULTS / "scale.json").read_text())
+def render(results: Path = RESULTS) -> Path:
+    data = json.loads((results / "scale.json").read_text())
     rows = data["rows"]
     lines = [
         "# Scale: wall time and peak memory per stage at "
@@ -195,12 +221,17 @@ def render() -> Path:
     ]
     if data.get("note"):
         lines += ["", data["note"]]
-    lines += ["", "| cells | stage | status | wall s | s per 1k cells | peak RSS MiB |", "|---|---|---|---|---|---|"]
-    for r in rows:
+    lines += ["", "Load average: the mean 1-minute load while the stage ran; above 1 (marked *) the stage shared "
+              "the 2 cores with other work and should be rerun.",
+              "", "| cells | stage | status | wall s | s per 1k cells | peak RSS MiB | load avg |",
+              "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["cells"]):
         per = f"{1000 * r['wall_s'] / r['cells']:.2f}" if r["wall_s"] is not None and r["status"] == "ok" else ""
         wall = "" if r["wall_s"] is None else f"{r['wall_s']:.1f}"
         rss = "" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
-        lines.append(f"| {r['cells']:,} | {r['stage']} | {r['status']} | {wall} | {per} | {rss} |")
+        load = r.get("load_avg")
+        load_s = "" if load is None else f"{load:.2f}" + (" *" if load > 1 else "")
+        lines.append(f"| {r['cells']:,} | {r['stage']} | {r['status']} | {wall} | {per} | {rss} | {load_s} |")
     lines += ["", "## What grows faster than linearly", ""]
     by_stage: dict[str, list[dict]] = {}
     for r in rows:
@@ -228,7 +259,7 @@ def render() -> Path:
         lines += ["", "## Not finished", ""]
         lines += [f"- {r['cells']:,} cells, {r['stage']}: {r['status']}" for r in unfinished]
     lines.append("")
-    out = RESULTS / "scale.md"
+    out = results / "scale.md"
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
     return out
@@ -242,11 +273,17 @@ def main() -> int:
     parser.add_argument("--budget-minutes", type=float, default=90.0)
     parser.add_argument("--note", default="", help="a sentence about the conditions, put into the report")
     parser.add_argument("--render", action="store_true", help="only render scale.md from scale.json")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of scale.json / scale.md")
+    parser.add_argument("--cells-dir", type=Path, default=None,
+                        help="an image folder to use instead of PBC copies (every size then reads it)")
+    parser.add_argument("--stages", nargs="+", default=None,
+                        help="run only these stages, on the pack and embedding already in --work; their rows "
+                             "replace the old ones in scale.json")
     args = parser.parse_args()
     if args.render:
-        render()
+        render(args.results)
         return 0
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     measure(args)
     return 0
 

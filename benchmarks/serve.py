@@ -47,7 +47,7 @@ from ssl_cyto.data.synth import synthesize
 from ssl_cyto.embedding.runner import embed
 from ssl_cyto.formats.embeddings import read_embedding_folder, write_embedding_folder
 from ssl_cyto.formats.provenance import hardware_summary
-from ssl_cyto.retrieval.index_io import build_index
+from ssl_cyto.retrieval.index_io import build_index, resolve_index_path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks"
@@ -328,9 +328,7 @@ def main() -> int:
     for kind, index in (("flat", big), ("hnsw", big / "hnsw" / "index.faiss")):
         if kind not in args.kinds:
             continue
-        meta = json.loads(
-            index.with_suffix(".json").read_text() if index.suffix else (index / "index.json").read_text()
-        )
+        meta = json.loads(resolve_index_path(index)[1].read_text())
         log(f"{kind}: starting the server")
         proc, url, startup = start_server(index, args.threads)
         rows = []

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute the agreement and print it as a table (or JSON)."""
-    from ssl_cyto.data.agreement import agreement, agreement_json, format_agreement
+    from ssl_cyto.evaluation.annotation_agreement import agreement, agreement_json, format_agreement
     from ssl_cyto.formats.errors import InputError
 
     res = agreement(args.path)

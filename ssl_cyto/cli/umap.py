@@ -15,7 +15,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``ssl-cyto umap``."""
     parser.add_argument("emb_dir", metavar="EMB_DIR", help="embedding folder written by `ssl-cyto embed`")
     parser.add_argument(
-        "--max-points", type=int, default=20000, help="stratified subsample size (default 20000)"
+        "--max-points",
+        type=int,
+        default=20000,
+        help="cells UMAP is fitted on, stratified by source and label (default 20000); every other cell "
+        "is placed on the fitted map (UMAP.transform)",
+    )
+    parser.add_argument(
+        "--sample-only", action="store_true", help="draw only the fitted sample, not every cell"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsample and of UMAP")
     parser.add_argument("--out", default=None, help="output folder (default EMB_DIR/umap)")
@@ -29,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from ssl_cyto.formats.outputs import check_output_dir
 
     check_output_dir(Path(args.out) if args.out else Path(args.emb_dir) / "umap", "--out")
-    result = umap_map(args.emb_dir, max_points=args.max_points, seed=args.seed, out=args.out)
+    result = umap_map(
+        args.emb_dir, max_points=args.max_points, seed=args.seed, out=args.out, sample_only=args.sample_only
+    )
     print(result["report"])
     return EXIT_OK

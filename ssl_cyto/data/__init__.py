@@ -5,10 +5,10 @@ The documented functions and classes are importable from here and load their mod
 
     from ssl_cyto.data import CellDataModule, pack, scan, synthesize, verify
 
-Modules: ``images``, ``vocabulary``, ``agreement``, ``sources/``, ``scanning``, ``packing``,
+Modules: ``images``, ``image_hash``, ``vocabulary``, ``sources/``, ``scanning``, ``packing``,
 ``shard_writer``, ``verification``, ``synth/``, ``loading/``, ``datamodule`` (see
-docs/architecture.md). No export shares a name with a module (``agreement`` is the module; its
-function is ``ssl_cyto.data.agreement.agreement``).
+docs/architecture.md). No export shares a name with a module. Rater agreement of ``annotations.dat``
+is evaluation: :mod:`ssl_cyto.evaluation.annotation_agreement`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ _EXPORTS = {
     "SourceError": "ssl_cyto.data.sources:SourceError",
     "open_rgb": "ssl_cyto.data.images:open_rgb",
     "ImageDecodeError": "ssl_cyto.data.images:ImageDecodeError",
-    "format_agreement": "ssl_cyto.data.agreement:format_agreement",
     "resolve_data": "ssl_cyto.data.loading:resolve_data",
     "eval_loader": "ssl_cyto.data.loading:eval_loader",
     "train_loader": "ssl_cyto.data.loading:train_loader",

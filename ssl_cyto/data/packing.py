@@ -4,10 +4,14 @@
 
     shards/cells-000000.tar  cells-000001.tar ...   WebDataset shards (POSIX tar, PAX headers)
     shards/index.json                               counts, bytes, sha256, options, skipped cells
+    shards/image_hashes.parquet                     each cell's perceptual image hash (dedup, probe)
     shards/.pack/options.json, .pack/cells-%06d.json  resume state (one sidecar per finished shard)
 
 Each sample holds the image (``.jpg``, ``.png`` or ``.webp``) and ``.json`` (the cell's catalog row,
-``null`` where a value is unknown), keyed by :func:`~ssl_cyto.formats.shard_index.cell_key`.
+``null`` where a value is unknown, plus ``phash``: the 64-bit DCT hash of the image as packed, 16 hex
+characters), keyed by :func:`~ssl_cyto.formats.shard_index.cell_key`. The near-duplicate hashes
+(:mod:`ssl_cyto.data.image_hash`) are computed here, once, while each image is decoded, on the image
+as packed (:mod:`ssl_cyto.formats.image_hashes`).
 
 Packing rules (see ``docs/shards.md``; one cell and one shard: :mod:`ssl_cyto.data.shard_writer`):
 
@@ -52,6 +56,7 @@ from ssl_cyto.data.images import DEFAULT_BACKGROUND
 from ssl_cyto.data.scanning import catalog_from_path
 from ssl_cyto.formats.catalog import CATALOG_COLUMNS, REQUIRED_COLUMNS, catalog_rows, read_catalog
 from ssl_cyto.formats.errors import InputError, MissingInputError, OutputError
+from ssl_cyto.formats.image_hashes import HASHES_FILE, read_hashes, write_hashes
 from ssl_cyto.formats.progress import progress_bar
 from ssl_cyto.formats.shard_index import (
     DEFAULT_SHARD_SIZE,
@@ -348,8 +353,22 @@ def pack(
     index = build_index([done[i] for i in range(n_shards)], opts, warn_list)
     index["pack_seconds_last_run"] = round(elapsed, 3)
     index["cells_packed_last_run"] = total_todo
+    merge_hashes(out, n_shards)
     write_index(out, index)
     return index
+
+
+def merge_hashes(out: Path, n_shards: int) -> Path | None:
+    """``image_hashes.parquet`` beside ``index.json``: the shards' image hashes in one file.
+
+    Shards packed before pack stored hashes have none; ``probe`` / ``dedup`` hash those cells once.
+    """
+    parts = [shard_writer.hashes_path(out, i) for i in range(n_shards)]
+    table = read_hashes(*[p for p in parts if p.is_file()])
+    if table.empty:
+        return None
+    rows = zip(table["cell_id"], table["phash"], table["hash"], strict=True)
+    return write_hashes(out / HASHES_FILE, rows)
 
 
 def build_index(sidecars: list[dict], opts: dict, warn_list: list[str]) -> dict:

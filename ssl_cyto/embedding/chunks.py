@@ -27,6 +27,7 @@ from ssl_cyto.formats.embeddings import (
     FOLDER_FILES,
     INDEX_FILE,
     INDEX_JSON,
+    INDEX_META,
     new_vectors_file,
     read_embed_json,
 )
@@ -165,12 +166,14 @@ def assemble(
             )
         out[position[start : start + size]] = block
         start += size
-    return out, cells.iloc[order].reset_index(drop=True)[columns]
+    return out, cells.iloc[order].reset_index(drop=True).reindex(
+        columns=columns
+    )  # chunks of older runs lack new columns
 
 
 def clear_outputs(out_dir: Path) -> None:
     """Remove the folder's outputs, its index, ``.partial/`` and ``backbone/`` (``--overwrite``)."""
-    for name in (*FOLDER_FILES, INDEX_FILE, INDEX_JSON):
+    for name in (*FOLDER_FILES, INDEX_FILE, INDEX_META, INDEX_JSON):
         (out_dir / name).unlink(missing_ok=True)
     for name in (PARTIAL, BACKBONE_DIR):
         if (out_dir / name).exists():

@@ -48,6 +48,7 @@ from ssl_cyto.formats.embeddings import (
     BACKBONE_DIR,
     INDEX_FILE,
     INDEX_JSON,
+    INDEX_META,
     write_embedding_folder,
 )
 from ssl_cyto.formats.model_json import MODEL_JSON_VERSION
@@ -60,6 +61,8 @@ ORDER = "rows sorted by cell_id (ascending, Python string order)"
 TMP_BACKBONE = ".backbone-tmp"
 MISSING_FILE = "missing.csv"  # the cells asked for and not embedded
 MISSING_COLUMNS = ["cell_id", "path", "cells", "reason"]
+#: cells.parquet's columns: the catalog's, and the image hash pack stored (serve's exact-match look-up).
+EMBED_COLUMNS = [*CATALOG_COLUMNS, "phash"]
 ODD_SIZE_LISTED = 1000  # odd-size images listed by name in embed.json (all are counted)
 
 
@@ -205,7 +208,7 @@ def _embed_cells(
     run: _Run, res: ResolvedData, data_plan: _Plan, done: set[str], opts: dict[str, Any]
 ) -> tuple[_Tally, Any]:
     """Embed the cells still to do into partial chunks; returns the tally and the loader (its skips)."""
-    columns = list(CATALOG_COLUMNS)
+    columns = EMBED_COLUMNS
     tally = _Tally()
     chunk_index = len(ck.completed_chunks(run.partial))
     bar = progress_bar(total=data_plan.to_read, desc="embed", unit="cell") if opts["progress"] else None
@@ -306,7 +309,7 @@ def _finish(model: str, data: str, run: _Run, res: ResolvedData, data_plan: _Pla
     tally, loader, resumed, opts = state
     skipped: list[dict] = list(getattr(loader, "skipped", []))
     odd_size: list[dict] = list(getattr(loader, "odd_size", []))
-    columns = list(CATALOG_COLUMNS)
+    columns = EMBED_COLUMNS
     try:
         vectors, cells = ck.assemble(run.out, ck.completed_chunks(run.partial), columns)
     except EmbedError:
@@ -333,7 +336,7 @@ def _finish(model: str, data: str, run: _Run, res: ResolvedData, data_plan: _Pla
     del vectors
     shutil.rmtree(run.partial)
     # an index over older embeddings of this folder would now be stale
-    for stale in (INDEX_FILE, INDEX_JSON):
+    for stale in (INDEX_FILE, INDEX_META, INDEX_JSON):
         (run.out / stale).unlink(missing_ok=True)
 
 

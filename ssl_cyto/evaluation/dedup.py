@@ -9,7 +9,8 @@ representation. :func:`find_near_duplicates` (``ssl-cyto dedup``):
    in-memory index when ``index.faiss`` has not been built). The embedding only proposes: no
    similarity threshold, since its scale depends on the model.
 2. **Confirmation**: a pair is a near-duplicate when the perceptual hashes of the two images
-   (:mod:`ssl_cyto.evaluation.image_hash`, orientation- and crop-aware) differ in at most
+   (:mod:`ssl_cyto.data.image_hash`, orientation- and crop-aware; stored by ``pack`` or computed
+   once and kept, :mod:`ssl_cyto.evaluation.hash_store`) differ in at most
    ``threshold`` of 256 bits (default :data:`DEFAULT_THRESHOLD`, chosen on a generated set of seed 0
    with planted re-encoded, flipped and cropped copies and checked on seed 1:
    ``tests/evaluation/test_dedup.py``).
@@ -17,7 +18,7 @@ representation. :func:`find_near_duplicates` (``ssl-cyto dedup``):
    exists (written by ``ssl-cyto probe``), with both cells' side of each saved split; a pair with
    one cell in ``train`` and one in ``test`` leaks.
 
-:func:`test_train_duplicates` is the same check restricted to test cells against training cells,
+:func:`folds_leakage` is the same check restricted to test cells against their training cells,
 used by ``ssl-cyto probe`` to warn.
 """
 
@@ -33,8 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssl_cyto.data.images import ImageDecodeError, open_rgb
-from ssl_cyto.evaluation.image_hash import ImageHash, hash_distance, image_hash
+from ssl_cyto.evaluation.hash_store import HashTable, cell_hashes, hash_sources, image_paths, images_available
 from ssl_cyto.evaluation.protocol import SPLIT_FILE
 from ssl_cyto.formats.embeddings import INDEX_FILE, read_embedding_folder
 from ssl_cyto.formats.errors import InputError, SslCytoError
@@ -49,9 +49,8 @@ __all__ = [
     "DedupResult",
     "find_near_duplicates",
     "folds_leakage",
-    "hash_cells",
+    "images_available",
     "leakage_warning",
-    "test_train_duplicates",
 ]
 
 DEFAULT_THRESHOLD = 30
@@ -89,40 +88,6 @@ class DedupResult:
     seconds: float = 0.0
 
 
-def _paths(cells: pd.DataFrame) -> list[Path]:
-    return [Path(str(r)) / str(p) for r, p in zip(cells["root"], cells["path"], strict=True)]
-
-
-def images_available(cells: pd.DataFrame) -> bool:
-    """Whether the first cell's image is on disk at ``root / path`` (the images the cells came from)."""
-    if cells.empty or "root" not in cells.columns or "path" not in cells.columns:
-        return False
-    return _paths(cells.iloc[:1])[0].is_file()
-
-
-def hash_cells(
-    cells: pd.DataFrame, rows: Sequence[int], progress: str | None = None
-) -> tuple[dict[int, ImageHash | None], list[str]]:
-    """The :class:`ImageHash` of the images of ``rows`` of ``cells``: ``(row -> hash or None, unreadable)``."""
-    paths = _paths(cells)
-    out: dict[int, ImageHash | None] = {}
-    bad: list[str] = []
-    t0 = time.time()
-    rows = sorted(set(int(r) for r in rows))
-    for n, r in enumerate(rows):
-        try:
-            out[r] = image_hash(open_rgb(paths[r]))
-        except (ImageDecodeError, OSError) as exc:
-            out[r] = None
-            bad.append(f"{paths[r]}: {exc}")
-        if progress and (n + 1) % 2000 == 0:
-            print(
-                f"{progress}: hashed {n + 1} of {len(rows)} images ({time.time() - t0:.0f} s)",
-                file=sys.stderr,
-            )
-    return out, bad
-
-
 def _candidates(index: Any, x: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
     """(pairs (M, 2) of query row, database row; cosine) of the ``k`` nearest database rows per query."""
     sims, ids = search(index, x, k + (1 if exclude_self else 0))
@@ -136,13 +101,9 @@ def _candidates(index: Any, x: np.ndarray, k: int, exclude_self: bool) -> tuple[
 
 
 def _confirm(
-    pairs: np.ndarray, sims: np.ndarray, hashes: dict[int, ImageHash | None], threshold: int
+    pairs: np.ndarray, sims: np.ndarray, hashes: HashTable, threshold: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    dist = np.full(len(pairs), -1, dtype=np.int64)
-    for n, (i, j) in enumerate(pairs):
-        a, b = hashes.get(int(i)), hashes.get(int(j))
-        if a is not None and b is not None:
-            dist[n] = hash_distance(a, b)
+    dist = hashes.distances(pairs)
     ok = (dist >= 0) & (dist <= threshold)
     return pairs[ok], sims[ok], dist[ok]
 
@@ -222,8 +183,9 @@ def find_near_duplicates(
     cells = folder.cells.reset_index(drop=True)
     if len(cells) < 2:
         raise DedupError(f"{emb_dir}: {len(cells)} cell(s); near-duplicates need at least 2")
-    if not images_available(cells):
-        first = _paths(cells.iloc[:1])[0]
+    stored = any(p.is_file() for p in hash_sources(folder.path, folder.embed))
+    if not stored and not images_available(cells):
+        first = image_paths(cells.iloc[:1])[0]
         raise DedupError(
             f"{first}: image not found; dedup compares the images at root / path of "
             f"{folder.path / 'cells.parquet'}: run it where the embedded images are"
@@ -245,7 +207,9 @@ def find_near_duplicates(
             f"({time.time() - t0:.1f} s)",
             file=sys.stderr,
         )
-    hashes, bad = hash_cells(cells, np.unique(pairs).tolist(), "dedup" if progress else None)
+    hashes, bad = cell_hashes(
+        folder.path, cells, folder.embed, np.unique(pairs).tolist(), "dedup" if progress else None
+    )
     pairs, sims, dist = _confirm(pairs, sims, hashes, threshold)
     frame = _pairs_frame(cells, pairs, sims, dist)
     leaks = _add_splits(frame, folder.path / SPLIT_FILE)
@@ -253,67 +217,49 @@ def find_near_duplicates(
         print(
             f"dedup: {len(frame)} near-duplicate pairs confirmed ({time.time() - t0:.1f} s)", file=sys.stderr
         )
-    return DedupResult(frame, len(cells), len(uniq), len(hashes) - len(bad), bad, leaks, time.time() - t0)
+    return DedupResult(frame, len(cells), len(uniq), int(hashes.ok.sum()), bad, leaks, time.time() - t0)
 
 
-def test_train_duplicates(
-    x: np.ndarray,
-    cells: pd.DataFrame,
-    train_rows: np.ndarray,
-    test_rows: np.ndarray,
-    threshold: int = DEFAULT_THRESHOLD,
-    candidates: int = 5,
-    hashes: dict[int, ImageHash | None] | None = None,
-) -> dict[str, Any] | None:
-    """Test cells with a near-duplicate among the training cells (``None`` when the images are not on disk).
-
-    Args:
-        x: features of every row of ``cells``.
-        cells: the embedding folder's cells (``root`` / ``path`` locate the images).
-        train_rows, test_rows: row indices of the two sides.
-        threshold: see :func:`find_near_duplicates`.
-        candidates: nearest training cells checked per test cell.
-        hashes: a cache shared between calls (filled here).
-
-    Returns:
-        ``{"n_test", "n_test_with_duplicate", "threshold", "pairs": [(test cell_id, train cell_id, distance)...]}``.
-    """
-    if not len(train_rows) or not len(test_rows) or not images_available(cells):
-        return None
+def _train_candidates(x: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray, k: int) -> np.ndarray:
+    """(test row, training row) pairs: each test cell's ``k`` nearest training cells (exact FAISS search)."""
     index, _ = make_index(normalize(x[train_rows]), "flat", progress=False, normalized=True)
-    pairs, _ = _candidates(index, normalize(x[test_rows]), candidates, exclude_self=False)
-    pairs = np.stack([test_rows[pairs[:, 0]], train_rows[pairs[:, 1]]], axis=1)
-    cache = hashes if hashes is not None else {}
-    todo = [int(r) for r in np.unique(pairs) if int(r) not in cache]
-    cache.update(hash_cells(cells, todo)[0])
-    found, _, dist = _confirm(pairs, np.zeros(len(pairs)), cache, threshold)
-    ids = cells["cell_id"].astype(str).to_numpy()
-    return {
-        "n_test": int(len(test_rows)),
-        "n_test_with_duplicate": int(len(np.unique(found[:, 0]))) if len(found) else 0,
-        "threshold": int(threshold),
-        "pairs": [(ids[i], ids[j], int(d)) for (i, j), d in zip(found, dist, strict=True)],
-    }
+    pairs, _ = _candidates(index, normalize(x[test_rows]), k, exclude_self=False)
+    return np.stack([test_rows[pairs[:, 0]], train_rows[pairs[:, 1]]], axis=1)
 
 
 def folds_leakage(
     x: np.ndarray,
     cells: pd.DataFrame,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
-    hashes: dict[int, ImageHash | None],
+    emb_dir: str | Path,
+    embed_meta: dict | None = None,
     threshold: int = DEFAULT_THRESHOLD,
+    candidates: int = 5,
 ) -> dict[str, Any] | None:
-    """:func:`test_train_duplicates` over the folds of a probe task: test cells with a copy in their fold's training cells."""
+    """Test cells with a near-duplicate among their fold's training cells, over the folds of a probe task.
+
+    Each test cell's ``candidates`` nearest training cells (by embedding) are checked on the image
+    hashes: the stored ones (:func:`ssl_cyto.evaluation.hash_store.cell_hashes`); a cell without one
+    is hashed from its image once and kept.
+
+    Returns:
+        ``{"n_test", "n_test_with_duplicate", "threshold", "pairs": [(test cell_id, train cell_id,
+        distance)...]}`` (at most 200 pairs), or ``None`` when a candidate cell has neither a stored
+        hash nor its image on disk.
+    """
+    folds = [(np.asarray(tr), np.asarray(te)) for tr, te in folds if len(tr) and len(te)]
+    per_fold = [_train_candidates(x, tr, te, candidates) for tr, te in folds]
+    rows = np.unique(np.concatenate(per_fold)) if per_fold else np.zeros(0, dtype=np.int64)
+    hashes, _ = cell_hashes(emb_dir, cells, embed_meta or {}, rows.tolist(), "probe")
+    if len(rows) and not hashes.ok[rows].all():
+        return None
+    ids = cells["cell_id"].astype(str).to_numpy()
     found: list[tuple[str, str, int]] = []
-    n_test = 0
-    for tr, te in folds:
-        res = test_train_duplicates(x, cells, np.asarray(tr), np.asarray(te), threshold, hashes=hashes)
-        if res is None:
-            return None
-        n_test += res["n_test"]
-        found += res["pairs"]
+    for pairs in per_fold:
+        hit, _, dist = _confirm(pairs, np.zeros(len(pairs)), hashes, threshold)
+        found += [(ids[i], ids[j], int(d)) for (i, j), d in zip(hit, dist, strict=True)]
     return {
-        "n_test": n_test,
+        "n_test": int(sum(len(te) for _, te in folds)),
         "n_test_with_duplicate": len({a for a, _, _ in found}),
         "threshold": int(threshold),
         "pairs": found[:200],

@@ -10,16 +10,13 @@ output folder.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from ssl_cyto.evaluation.baselines import models_under_test
-from ssl_cyto.evaluation.dedup import folds_leakage, leakage_warning
 from ssl_cyto.evaluation.dinobloom import (
     CITATION,
     CLASSIFIERS,
@@ -32,26 +29,22 @@ from ssl_cyto.evaluation.dinobloom import (
     fold_bootstrap,
     is_bm_mll,
 )
-from ssl_cyto.evaluation.image_hash import ImageHash
-from ssl_cyto.evaluation.progress import Stages
-from ssl_cyto.evaluation.protocol import ProbeError
-from ssl_cyto.evaluation.report import markdown_table, write_report
+from ssl_cyto.evaluation.probe_report import METRIC_LABELS, baseline_table
+from ssl_cyto.evaluation.protocol import ProbeContext, ProbeError, Protocol
+from ssl_cyto.evaluation.report import markdown_table
 from ssl_cyto.evaluation.splits import Task, labelled
 
 __all__ = [
     "GENERATED_MARKERS",
+    "DinoBloomProtocol",
     "build_dinobloom_tasks",
     "is_generated",
-    "probe_dinobloom",
     "published_rows_apply",
 ]
 
 CLF_NAMES = {"logreg": "logistic regression", "knn1": "kNN k=1", "knn20": "kNN k=20"}
-METRIC_NAMES = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced acc.",
-    "f1_weighted": "weighted F1",
-    "f1_macro": "macro F1",
+METRIC_NAMES = {  # DinoBloom's metrics first (the order of the report's columns), labels shared
+    k: METRIC_LABELS[k] for k in ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")
 }
 GENERATED_MARKERS = (".complete", "SYNTHETIC", "synth.json")
 """Files that mark a folder written by the generator (``ssl_cyto.data.synth``)."""
@@ -199,136 +192,116 @@ def _task_section(task: Task, tres: dict, main: str, published: bool) -> list[tu
         )
     out = [(f"{task.name}: {task.kind} (estimate [95% CI])", body)]
     if tres["vs_baselines"]:
-        rows = []
-        for base, by in tres["vs_baselines"].items():
-            for c, ms in by.items():
-                row = {"baseline": base, "classifier": CLF_NAMES[c]}
-                for k, v in ms.items():
-                    verdict = "beats" if v["low"] > 0 else ("worse" if v["high"] < 0 else "n.s.")
-                    row[METRIC_NAMES[k]] = f"{_fmt(v, True)} {verdict}"
-                rows.append(row)
-        out.append((f"{task.name}: {main} minus each baseline (paired bootstrap)", markdown_table(rows)))
+        table = baseline_table(tres["vs_baselines"], CLF_NAMES)
+        out.append((f"{task.name}: {main} minus each baseline (paired bootstrap)", table))
     return out
 
 
-def probe_dinobloom(
-    emb_dir: Path,
-    feats: np.ndarray,
-    cells: pd.DataFrame,
-    model_meta: dict,
-    embed_meta: dict,
-    *,
-    baselines: str,
-    baseline_dirs: dict[str, str | Path] | None,
-    seed: int,
-    n_boot: int,
-    min_cells: int,
-    out_dir: Path,
-    command: str | Sequence[str] | None,
-    stages: Stages,
-    near_duplicates: bool = True,
-) -> dict:
-    """Run ``probe --protocol dinobloom`` (see the module docstring); returns ``probe.json``'s content."""
-    tasks, infos, notes = build_dinobloom_tasks(cells, min_cells)
-    for name, info in infos.items():
-        if info["n_missing"]:
-            stages(
-                f"{info['n_missing']} of DinoBloom's {info['n_listed']} listed test cells are not in the data ({name})"
-            )
-    if not tasks:
-        raise ProbeError(f"nothing to score in {emb_dir}: " + ("; ".join(notes) or "no labelled cells"))
-    main, models, model_dirs = models_under_test(
-        emb_dir, feats, cells, model_meta, embed_meta, baselines, baseline_dirs, seed, notes
-    )
-    generated = is_generated(cells, embed_meta)
-    result: dict[str, Any] = {
-        "emb_dir": str(emb_dir),
-        "protocol": "dinobloom",
-        "seed": seed,
-        "n_boot": n_boot,
-        "min_cells": min_cells,
-        "models": model_dirs,
-        "main_model": main,
-        "n_cells": len(cells),
-        "n_labelled": int(labelled(cells).sum()),
-        "generated_data": generated,
-        "notes": notes,
-        "tasks": {},
-        "classifiers": {
-            "logreg": "LogisticRegression(solver='lbfgs', max_iter=1000, C=D*K/100), raw features",
-            "knn1": "KNeighborsClassifier(n_neighbors=1), Euclidean, uniform",
-            "knn20": "KNeighborsClassifier(n_neighbors=20), Euclidean, uniform",
-        },
+@dataclass
+class DinoBloomPredictions:
+    """One model's predictions on one task: per classifier, one array per fold; the fits' info."""
+
+    preds: dict[str, list]
+    info: list[dict]
+
+
+class DinoBloomProtocol(Protocol):
+    """``probe --protocol dinobloom`` (see the module docstring)."""
+
+    name = "dinobloom"
+    classifiers: ClassVar[tuple[str, ...]] = CLASSIFIERS
+    metrics: ClassVar[tuple[str, ...]] = tuple(METRIC_NAMES)
+    default_min_cells: ClassVar[int] = 1
+    knn_index: ClassVar[str] = "sklearn KNeighborsClassifier, exact Euclidean (DinoBloom's)"
+    descriptions: ClassVar[dict[str, str]] = {
+        "logreg": "LogisticRegression(solver='lbfgs', max_iter=1000, C=D*K/100), raw features",
+        "knn1": "KNeighborsClassifier(n_neighbors=1), Euclidean, uniform",
+        "knn20": "KNeighborsClassifier(n_neighbors=20), Euclidean, uniform",
     }
-    sections: list[tuple[str, str]] = []
-    hashes: dict[int, ImageHash | None] = {}
-    side = pd.Series("", index=range(len(cells)), dtype=object)
-    for task in tasks:
-        preds: dict[str, dict[str, list]] = {}
-        infos_run: dict[str, list] = {}
-        for model, x in models.items():
-            stages(f"{task.name}: logistic regression and kNN of {model} ({len(task.folds)} fold(s))")
-            preds[model] = {c: [] for c in CLASSIFIERS}
-            for tr, te in task.folds:
-                p, info = fit_predict(x[tr], task.labels[tr], x[te])
-                infos_run.setdefault(model, []).append(info)
-                for c in CLASSIFIERS:
-                    preds[model][c].append(p[c])
-        tres = _score(task, preds, main, n_boot, seed)
+
+    def __init__(self) -> None:
+        self._infos: dict[str, dict] = {}
+        self._generated = False
+        self._side: pd.Series | None = None
+
+    def tasks(self, ctx: ProbeContext) -> list[Task]:
+        tasks, self._infos, notes = build_dinobloom_tasks(ctx.cells, ctx.min_cells)
+        ctx.notes += notes
+        for name, info in self._infos.items():
+            if info["n_missing"]:
+                ctx.log(
+                    f"{info['n_missing']} of DinoBloom's {info['n_listed']} listed test cells are not in the data ({name})"
+                )
+        if not tasks:
+            raise ProbeError(
+                f"nothing to score in {ctx.emb_dir}: " + ("; ".join(notes) or "no labelled cells")
+            )
+        self._generated = is_generated(ctx.cells, ctx.embed_meta)
+        self._side = pd.Series("", index=range(len(ctx.cells)), dtype=object)
+        ctx.split_note = "DinoBloom's fixed BM-MLL test split; their unshuffled stratified 5-fold elsewhere"
+        return tasks
+
+    def predict(self, x: np.ndarray, task: Task, ctx: ProbeContext) -> DinoBloomPredictions:
+        out = DinoBloomPredictions({c: [] for c in CLASSIFIERS}, [])
+        for tr, te in task.folds:
+            p, info = fit_predict(x[tr], task.labels[tr], x[te])
+            out.info.append(info)
+            for c in CLASSIFIERS:
+                out.preds[c].append(p[c])
+        return out
+
+    def score(self, task: Task, preds: dict[str, Any], ctx: ProbeContext, out_dir: Path) -> dict[str, Any]:
+        tres = _score(task, {m: p.preds for m, p in preds.items()}, ctx.main_model, ctx.n_boot, ctx.seed)
         tres.update(
             {
                 "kind": task.kind,
                 "classes": task.classes,
                 "excluded_classes": task.excluded,
                 "n_test": int(sum(len(te) for _, te in task.folds)),
-                "fit_info": infos_run,
-                "generated": generated,
+                "fit_info": {m: p.info for m, p in preds.items()},
+                "generated": self._generated,
             }
         )
-        if task.name in infos:
-            tres["split"] = infos[task.name]
+        assert self._side is not None
+        if task.name in self._infos:
+            tres["split"] = self._infos[task.name]
             tres["published_rows"] = (
-                list(PUBLISHED_ROWS) if published_rows_apply(infos[task.name], generated) else None
+                list(PUBLISHED_ROWS)
+                if published_rows_apply(self._infos[task.name], self._generated)
+                else None
             )
-            side[task.folds[0][0]] = "train"
-            side[task.folds[0][1]] = "test"
+            self._side[task.folds[0][0]] = "train"
+            self._side[task.folds[0][1]] = "test"
         else:
             for f, (_, te) in enumerate(task.folds):
-                side[te] = f"fold {f}"
-        if near_duplicates:
-            stages(f"{task.name}: near-duplicates of test cells among training cells")
-            tres["near_duplicates"] = folds_leakage(feats, cells, task.folds, hashes)
-            warning = leakage_warning(task.name, tres["near_duplicates"])
-            if warning:
-                stages(warning)
-        result["tasks"][task.name] = tres
-        sections += _task_section(task, tres, main, bool(tres.get("published_rows")))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"cell_id": cells["cell_id"], "dinobloom": side}).loc[side != ""].to_csv(
-        out_dir / "split_dinobloom.csv", index=False
-    )
-    result["seconds"] = round(stages.elapsed, 1)
-    (out_dir / "probe.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    setup = (
-        "- Protocol: DinoBloom's evaluation (Koch et al., MICCAI 2024; `dinov2/eval/general_fixed_split_patch_eval.py` "
-        "of marrlab/DinoBloom at 6c5e86d): BM-MLL on their fixed published test split (matched by file name), other "
-        "sources by their unshuffled stratified 5-fold, metrics averaged over folds. No minimum cells per class"
-        + (f" (here --min-cells {min_cells})" if min_cells > 1 else "")
-        + ".\n"
-        "- Classifiers on the raw features (no scaling): " + "; ".join(result["classifiers"].values()) + ".\n"
-        f"- Intervals: percentile bootstrap over the test cells (per fold, then averaged), {n_boot} replicates, seed {seed}.\n"
-        "- Models: "
-        + "; ".join(f"**{m}** = `{d}`" for m, d in model_dirs.items())
-        + "."
-        + ("\n- Notes: " + "; ".join(notes) + "." if notes else "")
-    )
-    report = write_report(
-        out_dir / "report.md",
-        title=f"Probe of {main} by DinoBloom's protocol",
-        command=command,
-        data=f"{emb_dir} — {len(cells)} cells ({result['n_labelled']} labelled)",
-        sections=[("Setup", setup), *sections],
-    )
-    result["report"] = str(report)
-    stages(f"wrote {report}")
-    return result
+                self._side[te] = f"fold {f}"
+        return tres
+
+    def sections(self, task: Task, tres: dict[str, Any], ctx: ProbeContext) -> list[tuple[str, str]]:
+        return _task_section(task, tres, ctx.main_model, bool(tres.get("published_rows")))
+
+    def header(self, ctx: ProbeContext) -> dict[str, Any]:
+        return {"generated_data": self._generated, "classifiers": dict(self.descriptions)}
+
+    def finish(self, ctx: ProbeContext, out_dir: Path) -> None:
+        side = self._side if self._side is not None else pd.Series(dtype=object)
+        pd.DataFrame({"cell_id": ctx.cells["cell_id"], "dinobloom": side}).loc[side != ""].to_csv(
+            out_dir / "split_dinobloom.csv", index=False
+        )
+
+    def setup(self, result: dict[str, Any], ctx: ProbeContext) -> tuple[str, tuple[str, str]]:
+        setup = (
+            "- Protocol: DinoBloom's evaluation (Koch et al., MICCAI 2024; `dinov2/eval/general_fixed_split_patch_eval.py` "
+            "of marrlab/DinoBloom at 6c5e86d): BM-MLL on their fixed published test split (matched by file name), other "
+            "sources by their unshuffled stratified 5-fold, metrics averaged over folds. No minimum cells per class"
+            + (f" (here --min-cells {ctx.min_cells})" if ctx.min_cells > 1 else "")
+            + ".\n"
+            "- Classifiers on the raw features (no scaling): " + "; ".join(self.descriptions.values()) + ".\n"
+            f"- Intervals: percentile bootstrap over the test cells (per fold, then averaged), {ctx.n_boot} "
+            f"replicates, seed {ctx.seed}.\n"
+            "- Models: "
+            + "; ".join(f"**{m}** = `{d}`" for m, d in ctx.models.items())
+            + "."
+            + ("\n- Notes: " + "; ".join(ctx.notes) + "." if ctx.notes else "")
+        )
+        return f"Probe of {ctx.main_model} by DinoBloom's protocol", ("Setup", setup)

@@ -17,9 +17,14 @@ scikit-learn's four functions (measured, about 170x; a probe computes them ~10^5
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from sklearn.metrics import cohen_kappa_score
+
+from ssl_cyto.formats.errors import InputError
 
 __all__ = [
     "CONFUSION_METRICS",
@@ -29,6 +34,7 @@ __all__ = [
     "as_codes",
     "balanced_accuracy",
     "classification_metrics",
+    "cohen_kappa",
     "confusion",
     "confusion_from_codes",
     "f1_macro",
@@ -184,3 +190,27 @@ def label_subsample(labels, fraction: float, seed: int = 0, min_per_class: int =
         take = min(len(members), max(min_per_class, int(round(fraction * len(members)))))
         chosen.append(rng.choice(members, size=take, replace=False))
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
+def cohen_kappa(a: Sequence | np.ndarray, b: Sequence | np.ndarray) -> float:
+    """Cohen's kappa of two raters' labels for the same items (scikit-learn's ``cohen_kappa_score``).
+
+    Cohen 1960, *Educ. Psychol. Meas.* 20:37: ``(p_o - p_e) / (1 - p_e)``, ``p_o`` the observed
+    agreement and ``p_e`` the agreement expected from the two raters' marginal frequencies. Labels
+    are compared as strings. The one wrapper of the project (rater agreement of ``annotations.dat``
+    and models against re-annotated cells).
+
+    Returns:
+        Kappa in [-1, 1]; ``nan`` for no items or when chance agreement is 1 (both raters used a
+        single, identical class: kappa is undefined).
+
+    Raises:
+        InputError: ``a`` and ``b`` differ in length.
+    """
+    if len(a) != len(b):
+        raise InputError(f"kappa needs equal lengths (got {len(a)} and {len(b)})")
+    if len(a) == 0:
+        return math.nan
+    with warnings.catch_warnings():  # undefined kappa: sklearn warns and returns nan
+        warnings.simplefilter("ignore")
+        return float(cohen_kappa_score([str(v) for v in a], [str(v) for v in b]))

@@ -19,7 +19,18 @@ from ssl_cyto.evaluation.protocol import C_GRID, FAST_C, TEMPERATURE
 from ssl_cyto.evaluation.report import markdown_table
 from ssl_cyto.evaluation.splits import Task, labelled
 
-__all__ = ["MATEK_TABLE1", "confusion_png", "headline", "intro_section", "matek_reference", "task_sections"]
+__all__ = [
+    "CLF_NAMES",
+    "MATEK_TABLE1",
+    "METRIC_LABELS",
+    "baseline_table",
+    "confusion_png",
+    "headline",
+    "intro_section",
+    "matek_reference",
+    "task_sections",
+    "verdict",
+]
 
 REFERENCES = Path(__file__).resolve().parent / "references"
 MATEK_TABLE1 = REFERENCES / "matek2021_table1.csv"
@@ -114,7 +125,7 @@ def intro_section(result: dict, cells: pd.DataFrame) -> tuple[str, str]:
     proto = {
         "holdout20": "seeded stratified 80/20 hold-out (this project's; not DinoBloom's fixed split, see `--protocol dinobloom`), strata = (source, label)",
         "cv5": "stratified 5-fold cross-validation (Matek et al. 2021), out-of-fold predictions pooled",
-    }[result["protocol"]]
+    }.get(result["protocol"], result["protocol"])
     lines = [
         f"- Protocol: {proto}; seed {result['seed']}; {result['split']}.",
         (
@@ -162,17 +173,36 @@ def intro_section(result: dict, cells: pd.DataFrame) -> tuple[str, str]:
     return "Setup", body
 
 
-def task_sections(
-    task: Task, tres: dict, main_name: str, protocol: str, reference: dict, png: str
-) -> list[tuple[str, str]]:
-    """The report sections of one task: metrics, paired differences, retrieval, per class, ... ."""
-    clf_names = {"linear": "linear probe", "knn1": "kNN k=1", "knn20": "kNN k=20"}
-    metric_names = {
-        "accuracy": "accuracy",
-        "balanced_accuracy": "balanced acc.",
-        "f1_macro": "macro F1",
-        "f1_weighted": "weighted F1",
-    }
+CLF_NAMES = {"linear": "linear probe", "knn1": "kNN k=1", "knn20": "kNN k=20"}
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced acc.",
+    "f1_macro": "macro F1",
+    "f1_weighted": "weighted F1",
+}
+"""Column names of the metrics in every report table (``holdout20``, ``cv5`` and ``dinobloom``)."""
+
+
+def verdict(ci: dict) -> str:
+    """``beats`` / ``worse`` / ``n.s.`` for a paired-difference interval."""
+    return "beats" if ci["low"] > 0 else ("worse" if ci["high"] < 0 else "n.s.")
+
+
+def baseline_table(vs_baselines: dict, clf_names: dict[str, str]) -> str:
+    """The one "model minus each baseline" table: paired differences with their verdict."""
+    rows = []
+    for base, by_clf in vs_baselines.items():
+        for clf, ms in by_clf.items():
+            row = {"baseline": base, "classifier": clf_names.get(clf, clf)}
+            for k, v in ms.items():
+                row[METRIC_LABELS[k]] = (
+                    f"{v['estimate']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] {verdict(v)}"
+                )
+            rows.append(row)
+    return markdown_table(rows)
+
+
+def _classification(task: Task, tres: dict) -> tuple[str, str]:
     head = [
         f"Train: {task.source_train}; test: {task.source_test}; {len(task.classes)} classes; "
         f"{tres['n_test']} test cells; training cells per fold: {tres['n_train_per_fold']}.",
@@ -183,41 +213,22 @@ def task_sections(
             + ", ".join(f"{c} ({n})" for c, n in sorted(task.excluded.items()))
             + "."
         )
-    rows = []
-    for model, by_clf in tres["metrics"].items():
-        for clf, ms in by_clf.items():
-            rows.append(
-                {
-                    "model": model,
-                    "classifier": clf_names[clf],
-                    **{metric_names[k]: _fmt_ci(v) for k, v in ms.items()},
-                }
-            )
-    body = "\n\n".join(head) + "\n\n" + markdown_table(rows, ["model", "classifier", *metric_names.values()])
-    out = [(f"{task.name}: classification (estimate [95% CI])", body)]
+    rows = [
+        {
+            "model": model,
+            "classifier": CLF_NAMES[clf],
+            **{METRIC_LABELS[k]: _fmt_ci(v) for k, v in ms.items()},
+        }
+        for model, by_clf in tres["metrics"].items()
+        for clf, ms in by_clf.items()
+    ]
+    body = "\n\n".join(head) + "\n\n" + markdown_table(rows, ["model", "classifier", *METRIC_LABELS.values()])
+    return f"{task.name}: classification (estimate [95% CI])", body
 
-    if tres["vs_baselines"]:
-        rows = []
-        for base, by_clf in tres["vs_baselines"].items():
-            for clf, ms in by_clf.items():
-                row = {"baseline": base, "classifier": clf_names[clf]}
-                for k, v in ms.items():
-                    verdict = "beats" if v["low"] > 0 else ("worse" if v["high"] < 0 else "n.s.")
-                    row[metric_names[k]] = (
-                        f"{v['estimate']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] {verdict}"
-                    )
-                rows.append(row)
-        out.append(
-            (
-                f"{task.name}: {main_name} minus each baseline (paired bootstrap)",
-                "Difference of the metric, same resampled test cells for both models. *beats*: interval above 0; "
-                "*worse*: below 0; *n.s.*: contains 0.\n\n"
-                + markdown_table(rows, ["baseline", "classifier", *metric_names.values()]),
-            )
-        )
 
-    rrows = []
+def _retrieval(task: Task, tres: dict, main_name: str) -> tuple[str, str]:
     formula = ""
+    rrows = []
     for model, r in tres["retrieval"].items():
         formula = r.get("formula", formula)
         rrows.append(
@@ -229,7 +240,6 @@ def task_sections(
                 "queries": r["n_queries"],
             }
         )
-    per_cls = tres["retrieval"][main_name]["per_class"]
     prow = [
         {
             "class": c,
@@ -238,18 +248,18 @@ def task_sections(
             "mAP@10": v["mAP@10"],
             "queries": v["n_queries"],
         }
-        for c, v in per_cls.items()
+        for c, v in tres["retrieval"][main_name]["per_class"].items()
     ]
-    out.append(
-        (
-            f"{task.name}: retrieval (database = training cells, queries = test cells, cosine)",
-            markdown_table(rrows)
-            + f"\nFormula: {formula}.\n\nPer class, {main_name}:\n\n"
-            + markdown_table(prow),
-        )
+    return (
+        f"{task.name}: retrieval (database = training cells, queries = test cells, cosine)",
+        markdown_table(rrows)
+        + f"\nFormula: {formula}.\n\nPer class, {main_name}:\n\n"
+        + markdown_table(prow),
     )
 
-    ref_here = task.kind == "source" and task.source_test == "bm-mll" and reference
+
+def _per_class(task: Task, tres: dict, main_name: str, protocol: str, reference: dict) -> tuple[str, str]:
+    bm = task.kind == "source" and task.source_test == "bm-mll"
     prow = []
     for row in tres["per_class"][main_name]:
         r = {
@@ -259,13 +269,13 @@ def task_sections(
             "F1": row["f1"],
             "support": row["support"],
         }
-        if task.kind == "source" and task.source_test == "bm-mll":
+        if bm:
             ref = reference.get(row["class"], {})
             r["Matek 2021 precision (strict)"] = _ref_fmt(ref, "precision_strict")
             r["Matek 2021 recall (strict)"] = _ref_fmt(ref, "recall_strict")
         prow.append(r)
     text = f"Linear probe of {main_name}, pooled test predictions.\n\n" + markdown_table(prow)
-    if task.kind == "source" and task.source_test == "bm-mll":
+    if bm:
         text += (
             "\nMatek 2021 columns: Blood 138:1917, Table 1 (supervised ResNeXt-50 trained end to end, 5-fold CV, "
             "mean ± SD over folds; see `ssl_cyto/evaluation/references/`). Not like-for-like: a linear probe on "
@@ -273,50 +283,65 @@ def task_sections(
             + ("" if protocol == "cv5" else ", and another split")
             + "."
         )
-        if not ref_here:
+        if not reference:
             text += " The reference file is missing: the published figures must be added from the paper."
-    out.append((f"{task.name}: per-class precision / recall / F1", text))
+    return f"{task.name}: per-class precision / recall / F1", text
 
-    if tres["label_efficiency"]:
-        rows = []
-        for model, by_frac in tres["label_efficiency"].items():
-            for frac in sorted(by_frac, key=float):
-                for clf, ms in by_frac[frac].items():
-                    rows.append(
-                        {
-                            "model": model,
-                            "labels": f"{float(frac):.0%}",
-                            "classifier": clf_names[clf],
-                            "accuracy": _fmt_ci(ms["accuracy"]),
-                            "balanced acc.": _fmt_ci(ms["balanced_accuracy"]),
-                        }
-                    )
-        out.append((f"{task.name}: label efficiency", markdown_table(rows)))
 
-    agree = tres.get("reannotation")
-    if agree:
-        rows = [
-            {"who": f"rater: {k}", "accuracy": _fmt_ci(v["accuracy"]), "Cohen's kappa": v["kappa"]}
-            for k, v in agree["raters"].items()
-        ]
-        for model, d in agree["models"].items():
-            for k, v in d.items():
-                rows.append(
-                    {
-                        "who": f"{model} (linear) {k}",
-                        "accuracy": _fmt_ci(v["accuracy"]),
-                        "Cohen's kappa": v["kappa"],
-                    }
-                )
+def _efficiency(task: Task, tres: dict) -> tuple[str, str]:
+    rows = [
+        {
+            "model": model,
+            "labels": f"{float(frac):.0%}",
+            "classifier": CLF_NAMES[clf],
+            "accuracy": _fmt_ci(ms["accuracy"]),
+            "balanced acc.": _fmt_ci(ms["balanced_accuracy"]),
+        }
+        for model, by_frac in tres["label_efficiency"].items()
+        for frac in sorted(by_frac, key=float)
+        for clf, ms in by_frac[frac].items()
+    ]
+    return f"{task.name}: label efficiency", markdown_table(rows)
+
+
+def _reannotation(task: Task, agree: dict) -> tuple[str, str]:
+    rows = [
+        {"who": f"rater: {k}", "accuracy": _fmt_ci(v["accuracy"]), "Cohen's kappa": v["kappa"]}
+        for k, v in agree["raters"].items()
+    ]
+    rows += [
+        {"who": f"{model} (linear) {k}", "accuracy": _fmt_ci(v["accuracy"]), "Cohen's kappa": v["kappa"]}
+        for model, d in agree["models"].items()
+        for k, v in d.items()
+    ]
+    return (
+        f"{task.name}: re-annotated test cells ({agree['n_cells']} cells)",
+        "Agreement on the test cells that carry both re-annotations (`UNC`, unassignable, counts as a class "
+        "of its own); the raters' rows are the human ceiling on the same cells (Cohen's kappa from "
+        "scikit-learn; the model is scored on its own classes, so a rater's `UNC` or a class "
+        "below the minimum is always a miss for it).\n\n" + markdown_table(rows),
+    )
+
+
+def task_sections(
+    task: Task, tres: dict, main_name: str, protocol: str, reference: dict, png: str
+) -> list[tuple[str, str]]:
+    """The report sections of one task: metrics, paired differences, retrieval, per class, ... ."""
+    out = [_classification(task, tres)]
+    if tres["vs_baselines"]:
         out.append(
             (
-                f"{task.name}: re-annotated test cells ({agree['n_cells']} cells)",
-                "Agreement on the test cells that carry both re-annotations (`UNC`, unassignable, counts as a class "
-                "of its own); the raters' rows are the human ceiling on the same cells (Cohen's kappa from "
-                "scikit-learn; the model is scored on its own classes, so a rater's `UNC` or a class "
-                "below the minimum is always a miss for it).\n\n" + markdown_table(rows),
+                f"{task.name}: {main_name} minus each baseline (paired bootstrap)",
+                "Difference of the metric, same resampled test cells for both models. *beats*: interval above 0; "
+                "*worse*: below 0; *n.s.*: contains 0.\n\n" + baseline_table(tres["vs_baselines"], CLF_NAMES),
             )
         )
+    out.append(_retrieval(task, tres, main_name))
+    out.append(_per_class(task, tres, main_name, protocol, reference))
+    if tres["label_efficiency"]:
+        out.append(_efficiency(task, tres))
+    if tres.get("reannotation"):
+        out.append(_reannotation(task, tres["reannotation"]))
     out.append((f"{task.name}: confusion matrix", f"![confusion matrix]({png})"))
     return out
 

@@ -2,46 +2,31 @@
 
 AML-LMU's ``annotations.dat`` gives two re-annotations for part of the cells. On the test cells that
 carry both, each model's linear-probe predictions are scored against the gold label and each
-re-annotation (accuracy with a percentile-bootstrap interval, and Cohen's kappa, scikit-learn's
-``cohen_kappa_score``), beside the same figures for the raters among themselves: the human ceiling on
+re-annotation (accuracy with a percentile-bootstrap interval, and Cohen's kappa,
+:func:`ssl_cyto.evaluation.metrics.cohen_kappa`), beside the same figures for the raters among themselves: the human ceiling on
 the same cells. ``UNC`` (unassignable) counts as a class of its own; the model is scored on its own
 classes, so a rater's ``UNC`` or a class below the minimum is always a miss for it.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import cohen_kappa_score
 
 from ssl_cyto.evaluation.bootstrap import CI
+from ssl_cyto.evaluation.metrics import cohen_kappa
 from ssl_cyto.evaluation.splits import Task, has_value
 
-__all__ = ["kappa", "reannotation_agreement"]
-
-
-def kappa(a: Sequence | np.ndarray, b: Sequence | np.ndarray) -> float:
-    """Cohen's kappa of two label sequences (as strings); ``nan`` when empty or undefined."""
-    if len(a) == 0:
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)  # one shared label: kappa undefined
-        warnings.simplefilter("ignore", UserWarning)  # "a single label was found" (same case)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(cohen_kappa_score([str(v) for v in a], [str(v) for v in b]))
+__all__ = ["reannotation_agreement"]
 
 
 def _score(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> dict:
     correct = (np.asarray(x) == np.asarray(y)).astype(float)
     reps = correct[idx].mean(1)
     lo, hi = np.quantile(reps, [0.025, 0.975])
-    return {"accuracy": CI(float(correct.mean()), float(lo), float(hi)).as_dict(), "kappa": kappa(x, y)}
+    return {"accuracy": CI(float(correct.mean()), float(lo), float(hi)).as_dict(), "kappa": cohen_kappa(x, y)}
 
 
 def reannotation_agreement(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from ssl_cyto.data.vocabulary import to_shared
 from ssl_cyto.evaluation.protocol import PROTOCOLS, SPLIT_FILE, ProbeError
 from ssl_cyto.formats.annotations import UNASSIGNABLE
-from ssl_cyto.formats.embeddings import read_embedding_folder
+from ssl_cyto.formats.embeddings import EmbeddingFolder, read_embedding_folder
 from ssl_cyto.formats.errors import SslCytoError
 
 __all__ = [
@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 
-def load_embeddings(emb_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame, dict, dict]:
-    """An embedding folder for the probe: ``(features N x D float32, cells, model_meta, embed_meta)``.
+def load_embeddings(emb_dir: str | Path) -> EmbeddingFolder:
+    """An embedding folder for the probe: its vectors as ``(N, D)`` float32 in memory, cells copied.
 
     Read through :func:`ssl_cyto.formats.embeddings.read_embedding_folder` (which checks the row
     counts and the unique ``cell_id`` and adds missing ``source`` / ``label`` / ``reannot*`` columns).
@@ -55,8 +55,13 @@ def load_embeddings(emb_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame, dict
         folder = read_embedding_folder(emb_dir)
     except SslCytoError as exc:
         raise ProbeError(str(exc)) from exc
-    feats = np.asarray(folder.vectors, dtype=np.float32)
-    return feats, folder.cells.copy(), dict(folder.model), dict(folder.embed)
+    return replace(
+        folder,
+        vectors=np.asarray(folder.vectors, dtype=np.float32),
+        cells=folder.cells.reset_index(drop=True).copy(),
+        model=dict(folder.model),
+        embed=dict(folder.embed),
+    )
 
 
 def has_value(series: pd.Series) -> pd.Series:

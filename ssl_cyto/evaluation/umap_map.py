@@ -5,10 +5,15 @@ metric, seeded. Two PNGs: one coloured by expert class (does the embedding group
 classes?) and one by source (do datasets / scanners / batches form separate islands? A map that
 splits by source more than by class shows a dataset effect the encoder did not remove).
 
-Large folders (190k cells) are subsampled, stratified by (source, label), to ``--max-points``:
-each stratum keeps its share, and at least one cell. The 2-D coordinates are saved as
-``umap.parquet`` (cell_id, source, label, x, y) beside the PNGs and ``report.md``. When a wandb run
-is active in this process (``wandb.run is not None``), both images are logged to it.
+Every cell is on the map. UMAP is fitted on at most ``--max-points`` cells (default 20,000), a
+sample stratified by (source, label) in which each stratum keeps its share and at least one cell;
+the other cells are then placed on the fitted map with ``UMAP.transform`` (the documented way of
+embedding new points into an existing UMAP), in blocks of :data:`TRANSFORM_BLOCK` cells, so the cost
+grows linearly with the number of cells beyond the sample. ``--sample-only`` draws the fitted sample
+alone (the former behaviour). The number of points drawn is in each figure's title. The 2-D
+coordinates are saved as ``umap.parquet`` (cell_id, source, label, x, y, fitted) beside the PNGs and
+``report.md``. When a wandb run is active in this process (``wandb.run is not None``), both images
+are logged to it.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from ssl_cyto.formats.embeddings import read_embedding_folder
 from ssl_cyto.formats.errors import InputError, SslCytoError
 from ssl_cyto.formats.outputs import check_output_dir
 
-__all__ = ["UNLABELLED", "UmapError", "stratified_subsample", "umap_map"]
+__all__ = ["TRANSFORM_BLOCK", "UNLABELLED", "UmapError", "stratified_subsample", "umap_map"]
 
 UNLABELLED = "(unlabelled)"
+TRANSFORM_BLOCK = 20000
+"""Cells placed on the fitted map per ``UMAP.transform`` call (bounds its memory)."""
 
 
 class UmapError(InputError):
@@ -80,7 +87,7 @@ def _scatter(xy: np.ndarray, groups: np.ndarray, title: str, path: Path) -> Path
     ncol = 1 if len(names) <= 20 else 2
     fig = Figure(figsize=(8 + 2.2 * ncol, 8))
     ax = fig.subplots()
-    size = float(np.clip(20000 / max(len(xy), 1), 1.0, 25.0))
+    size = float(np.clip(20000 / max(len(xy), 1), 0.2, 25.0))
     handles: dict[int, Any] = {}
     for i in order:
         m = groups.astype(str) == names[i]
@@ -92,12 +99,13 @@ def _scatter(xy: np.ndarray, groups: np.ndarray, title: str, path: Path) -> Path
             alpha=0.7,
             linewidths=0,
             label=f"{names[i]} ({counts[i]})",
+            rasterized=True,
         )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_xlabel("UMAP 1")
     ax.set_ylabel("UMAP 2")
-    ax.set_title(title, fontsize=11)
+    ax.set_title(f"{title}\n{len(xy):,} cells drawn", fontsize=11)
     ax.legend(
         [handles[i] for i in range(len(names))],  # alphabetical, whatever the drawing order
         [f"{names[i]} ({counts[i]})" for i in range(len(names))],
@@ -130,6 +138,48 @@ def _umap_module() -> Any:
         raise UmapError("ssl-cyto umap needs umap-learn: pip install umap-learn") from exc
 
 
+def _fit_and_place(
+    x: np.ndarray, fit_rows: np.ndarray, k: int, seed: int, sample_only: bool, stages: Stages
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit UMAP on ``x[fit_rows]``; place the other rows with ``transform``. Returns (rows drawn, xy)."""
+    umap_learn = _umap_module()
+    reducer = umap_learn.UMAP(
+        n_neighbors=k, n_components=2, metric="cosine", random_state=seed, n_jobs=1, verbose=False
+    )
+    fitted = np.asarray(reducer.fit_transform(np.asarray(x[fit_rows], dtype=np.float32)))
+    rest = np.setdiff1d(np.arange(len(x)), fit_rows)
+    if sample_only or not len(rest):
+        return fit_rows, fitted
+    xy = np.zeros((len(x), 2), dtype=np.float32)
+    xy[fit_rows] = fitted
+    for start in range(0, len(rest), TRANSFORM_BLOCK):
+        block = rest[start : start + TRANSFORM_BLOCK]
+        stages(f"placing cells {start + 1}-{start + len(block)} of the {len(rest)} not in the fit")
+        xy[block] = np.asarray(reducer.transform(np.asarray(x[block], dtype=np.float32)))
+    return np.arange(len(x)), xy
+
+
+def _map_body(
+    k: int, seed: int, n_fit: int, n_drawn: int, n_cells: int, max_points: int, counts: list
+) -> str:
+    placed = (
+        f"UMAP fitted on {n_fit} cells (stratified by (source, label), at most {max_points}); "
+        + (
+            f"the other {n_drawn - n_fit} placed on the fitted map with `UMAP.transform`. "
+            if n_drawn > n_fit
+            else ""
+        )
+        + f"{n_drawn} of {n_cells} cells drawn."
+    )
+    return (
+        f"UMAP (McInnes et al. 2018): n_neighbors={k}, metric=cosine, 2 components, random_state={seed}. "
+        + placed
+        + "\n\nHow to read: islands by class mean the encoder separates the experts' classes without labels; "
+        "islands by source (with the classes mixed inside) mean a dataset or batch effect. Distances between "
+        "islands are not meaningful in UMAP; neighbourhoods are.\n\n" + markdown_table(counts)
+    )
+
+
 def umap_map(
     emb_dir: str | Path,
     max_points: int = 20000,
@@ -137,20 +187,23 @@ def umap_map(
     out: str | Path | None = None,
     n_neighbors: int = 15,
     command: str | Sequence[str] | None = None,
+    sample_only: bool = False,
 ) -> dict[str, Any]:
-    """Compute a 2-D UMAP of an embedding folder and write PNGs by class and by source + report.md.
+    """Compute a 2-D UMAP of every cell of an embedding folder; write PNGs by class and by source + report.md.
 
     Args:
         emb_dir: folder written by ``ssl-cyto embed``.
-        max_points: stratified subsample size (by source and label).
-        seed: seed of the subsample and of UMAP.
+        max_points: cells UMAP is fitted on (a sample stratified by source and label); the others are
+            placed on the fitted map.
+        seed: seed of the sample and of UMAP.
         out: output folder (default ``EMB_DIR/umap``).
         n_neighbors: UMAP neighbourhood size (15; lowered for tiny inputs).
         command: command line shown at the top of the report (default: this process's argv).
+        sample_only: draw only the fitted sample.
 
     Returns:
-        ``{"by_class": png, "by_source": png, "coords": parquet, "report": md, "n_points": int,
-        "n_cells": int, "wandb": bool}``.
+        ``{"by_class": png, "by_source": png, "coords": parquet, "report": md, "n_points": int (drawn),
+        "n_fit": int, "n_cells": int, "wandb": bool}``.
     """
     stages = Stages("umap")
     emb_dir = Path(emb_dir)
@@ -169,15 +222,10 @@ def umap_map(
         dtype=object,
     )
     sources = cells["source"].astype(str).to_numpy(dtype=object)
-    keep = stratified_subsample(sources + "\x1f" + labels, max_points, seed)
-    x = np.asarray(feats[keep], dtype=np.float32)
-    k = int(min(n_neighbors, len(keep) - 1))
-    stages(f"UMAP of {len(keep)} of {len(cells)} cells, n_neighbors={k}, cosine")
-    umap_learn = _umap_module()
-    reducer = umap_learn.UMAP(
-        n_neighbors=k, n_components=2, metric="cosine", random_state=seed, n_jobs=1, verbose=False
-    )
-    xy = np.asarray(reducer.fit_transform(x))
+    fit_rows = stratified_subsample(sources + "\x1f" + labels, max_points, seed)
+    k = int(min(n_neighbors, len(fit_rows) - 1))
+    stages(f"UMAP fitted on {len(fit_rows)} of {len(cells)} cells, n_neighbors={k}, cosine")
+    keep, xy = _fit_and_place(feats, fit_rows, k, seed, sample_only, stages)
     stages("UMAP done; drawing the maps")
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{meta.get('method') or 'model'} ({meta.get('architecture') or 'unknown'})"
@@ -191,6 +239,7 @@ def umap_map(
             "label": labels[keep],
             "x": xy[:, 0],
             "y": xy[:, 1],
+            "fitted": np.isin(keep, fit_rows),
         }
     ).to_parquet(coords, index=False)
     logged = _log_wandb({"by_class": by_class, "by_source": by_source})
@@ -201,20 +250,13 @@ def umap_map(
         .reset_index(name="cells shown")
         .to_dict("records")
     )
-    body = (
-        f"UMAP (McInnes et al. 2018): n_neighbors={k}, metric=cosine, 2 components, random_state={seed}. "
-        f"{len(keep)} of {len(cells)} cells, subsampled stratified by (source, label) to at most {max_points}.\n\n"
-        "How to read: islands by class mean the encoder separates the experts' classes without labels; "
-        "islands by source (with the classes mixed inside) mean a dataset or batch effect. Distances between "
-        "islands are not meaningful in UMAP; neighbourhoods are.\n\n" + markdown_table(counts)
-    )
     report = write_report(
         out_dir / "report.md",
         title=f"UMAP of {name}",
         command=command,
         data=f"{emb_dir} ({len(cells)} cells, {meta.get('embed_dim') or feats.shape[1]}-d)"
         + (f"; embedded from {embed_meta.get('data')}" if embed_meta.get("data") else ""),
-        sections=[("Map", body)],
+        sections=[("Map", _map_body(k, seed, len(fit_rows), len(keep), len(cells), max_points, counts))],
         figures=[by_class, by_source],
     )
     stages(f"wrote {report}")
@@ -224,6 +266,7 @@ def umap_map(
         "coords": str(coords),
         "report": str(report),
         "n_points": int(len(keep)),
+        "n_fit": int(len(fit_rows)),
         "n_cells": int(len(cells)),
         "wandb": logged,
     }

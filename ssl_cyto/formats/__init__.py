@@ -9,5 +9,7 @@ The bottom layer: it imports nothing else from ``ssl_cyto``. One module per arte
 * :mod:`~ssl_cyto.formats.annotations` - AML-LMU's ``annotations.dat``;
 * :mod:`~ssl_cyto.formats.errors` - :class:`SslCytoError`, the base of every expected error;
 * :mod:`~ssl_cyto.formats.hashing` - SHA-256 of files and bytes;
+* :mod:`~ssl_cyto.formats.image_hashes` - ``image_hashes.parquet`` (perceptual hashes of the cells);
+* :mod:`~ssl_cyto.formats.probe_json` - ``probe.json``, written by every probe protocol;
 * :mod:`~ssl_cyto.formats.provenance` - git commit, package versions, hardware summary.
 """

@@ -46,6 +46,7 @@ __all__ = [
     "FOLDER_FILES",
     "INDEX_FILE",
     "INDEX_JSON",
+    "INDEX_META",
     "MODEL_FILE",
     "EmbeddingFolder",
     "EmbeddingFolderError",
@@ -63,7 +64,8 @@ MODEL_FILE = MODEL_JSON
 EMBED_JSON = "embed.json"
 BACKBONE_DIR = "backbone"
 INDEX_FILE = "index.faiss"
-INDEX_JSON = "index.json"
+INDEX_JSON = "index.json"  # the FAISS index metadata's former name (still read)
+INDEX_META = INDEX_FILE + ".json"  # its name since the shard index took index.json
 FOLDER_FILES = (EMBEDDINGS_FILE, CELLS_FILE, MODEL_FILE, EMBED_JSON)
 # columns a reader can rely on; an older or hand-written cells.parquet lacking them gets them empty
 _REQUIRED_COLUMNS = ("source", "label", "reannot1", "reannot2")

@@ -1,6 +1,9 @@
-"""A FAISS index of an embedding folder on disk: the one reader and writer of ``index.faiss`` + ``index.json``.
+"""A FAISS index of an embedding folder on disk: the one reader and writer of ``index.faiss`` + its metadata.
 
-``index.json`` records the kind, the resolved parameters, the metric, ``n`` and ``dim``, the
+The metadata file is ``index.faiss.json`` (:data:`INDEX_META`; for an index written elsewhere,
+``NAME.faiss`` + ``NAME.faiss.json``). It was ``index.json`` before, the name of the shard folder's
+index too; an index with only the old ``index.json`` / ``NAME.json`` beside it is still read.
+The metadata records the kind, the resolved parameters, the metric, ``n`` and ``dim``, the
 model's ``weights_sha256`` and ``architecture``, the sha256 of ``embeddings.npy``, the embedding
 folder (``emb_dir``), the file size, the build time and the FAISS version. Query-time knobs
 (``nprobe``, ``ef_search``, the IVF-PQ re-ranking factor) are restored from it by :func:`load_index`.
@@ -20,6 +23,7 @@ import numpy as np
 from ssl_cyto.formats.embeddings import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
+    INDEX_META,
     EmbeddingFolder,
     EmbeddingFolderError,
     MissingEmbeddingsError,
@@ -40,6 +44,7 @@ from ssl_cyto.retrieval.faiss_index import (  # faiss comes with the OpenMP sett
 )
 
 __all__ = [
+    "INDEX_META",
     "GpuUnavailableError",
     "RetrievalError",
     "build_index",
@@ -49,6 +54,14 @@ __all__ = [
     "resolve_index_path",
     "search",
 ]
+
+
+"""The FAISS index's metadata beside ``index.faiss`` (formerly ``index.json``)."""
+
+
+def meta_path_for(index_path: Path) -> Path:
+    """Where the metadata of ``index_path`` is written: ``NAME.faiss.json``."""
+    return index_path.with_name(index_path.name + ".json")
 
 
 def read_folder(emb_dir: str | os.PathLike, mmap: bool = True) -> EmbeddingFolder:
@@ -76,13 +89,20 @@ def read_folder(emb_dir: str | os.PathLike, mmap: bool = True) -> EmbeddingFolde
 
 
 def resolve_index_path(path: str | os.PathLike) -> tuple[Path, Path]:
-    """``(index.faiss, index.json)`` for an embedding folder, an ``.faiss`` file or its ``.json``."""
+    """``(index.faiss, its metadata)`` for an embedding folder, an ``.faiss`` file or its metadata file.
+
+    The metadata is ``NAME.faiss.json``, or the former ``NAME.json`` when only that one exists.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / INDEX_FILE
+    elif p.name.endswith(".faiss.json"):
+        p = p.with_name(p.name[: -len(".json")])
     elif p.suffix == ".json":
         p = p.with_suffix(".faiss")
-    meta = p.with_suffix(".json")
+    meta = meta_path_for(p)
+    if not meta.exists() and p.with_suffix(".json").exists():
+        meta = p.with_suffix(".json")  # written before the rename
     if not p.exists():
         raise RetrievalError(
             f"{p} not found; build it with `ssl-cyto index build {p.parent}` (or pass the right folder)"
@@ -163,15 +183,18 @@ def build_index(
         "faiss_version": getattr(faiss, "__version__", "unknown"),
         "created": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
     }
-    meta_path = out_path.with_suffix(".json")
+    meta_path = meta_path_for(out_path)
     meta_tmp = meta_path.with_name(meta_path.name + ".tmp")
     meta_tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     os.replace(meta_tmp, meta_path)
+    old = out_path.with_suffix(".json")
+    if old.is_file() and old != meta_path:
+        old.unlink()  # the former name, left by an earlier build: it would describe another index
     return out_path
 
 
 def read_index_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``index.json`` of an index (folder, ``.faiss`` or ``.json``), with ``index_path`` added."""
+    """The metadata of an index (folder, ``.faiss`` or its ``.json``), with ``index_path`` added."""
     index_path, meta_path = resolve_index_path(path)
     try:
         meta = dict(json.loads(meta_path.read_text(encoding="utf-8")))

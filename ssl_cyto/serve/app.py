@@ -193,6 +193,21 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
     app.add_middleware(TimingMiddleware)
     deps = [Depends(require_token)] if token is not None else []
     api = APIRouter(prefix="/api", dependencies=deps, responses=ERROR_RESPONSES)
+    app.include_router(_open_routes(state, token))
+    _add_query_routes(api, state, answerer, limits, info)
+    _add_cell_routes(api, state)
+    app.include_router(api)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _open_routes(state: ServeState, token: str | None) -> APIRouter:
+    """The routes that need no token: liveness and the page's login."""
     open_api = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 
     @open_api.get("/health", response_model=Health)
@@ -212,6 +227,14 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
         out = Response(status_code=204)
         set_cookie(out, token)
         return out
+
+    return open_api
+
+
+def _add_query_routes(
+    api: APIRouter, state: ServeState, answerer: Answerer, limits: Limits, info: dict[str, Any]
+) -> None:
+    """Info, the map, and the two searches (an upload, an indexed cell)."""
 
     @api.get("/info", response_model=Info)
     def get_info() -> dict[str, Any]:
@@ -260,6 +283,10 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
         row = _cell_row(state, cell_id)
         return JSONResponse(answerer.for_cell(row, k, label, source, timing_of(request)))
 
+
+def _add_cell_routes(api: APIRouter, state: ServeState) -> None:
+    """A cell's image at its stored size and its thumbnail."""
+
     @api.get("/cells/{cell_id:path}/image", response_class=Response, responses=IMAGE_RESPONSES)
     def cell_image(cell_id: str) -> Response:
         """The cell's image at its stored size: the original file where this server reaches it, else the
@@ -279,13 +306,3 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
             media_type="image/jpeg",
             headers={"Cache-Control": "private, max-age=3600"},
         )
-
-    app.include_router(open_api)
-    app.include_router(api)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
-    return app

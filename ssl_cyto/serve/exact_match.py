@@ -4,16 +4,12 @@ In order: the SHA-256 of the uploaded bytes against the catalog's ``sha256`` col
 else, where ``cells.parquet`` stores a ``phash`` column (64-bit perceptual hash, 16 hex characters),
 the upload's perceptual hash against it (the same image re-encoded); else a best neighbour at cosine
 similarity >= :data:`EXACT_SIMILARITY` (the same pixels through the same model). The hash tables are
-built once at start-up.
-
-The perceptual hash function is imported in one place, :func:`_phash_function`, so that it can be
-repointed when it moves between layers.
+built once at start-up. The perceptual hash is pack's own (:func:`ssl_cyto.data.image_hash.phash_hex`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,23 +17,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ssl_cyto.data.image_hash import phash_hex
+
 __all__ = ["EXACT_SIMILARITY", "ExactMatcher", "build_matcher"]
 
 EXACT_SIMILARITY = 0.99999
-PHASH_MODULES = ("ssl_cyto.formats.image_hash", "ssl_cyto.data.image_hash", "ssl_cyto.evaluation.image_hash")
-
-
-def _phash_function() -> Callable[[Image.Image], str] | None:
-    """``image -> 16-hex-character perceptual hash`` as stored in ``cells.parquet``'s ``phash``, if any."""
-    for name in PHASH_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        fn = getattr(module, "phash_hex", None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
 
 
 def _table(cells: pd.DataFrame, column: str) -> dict[str, int]:
@@ -81,9 +65,7 @@ class ExactMatcher:
 def build_matcher(cells: pd.DataFrame) -> ExactMatcher:
     """The hash tables of ``cells.parquet`` (empty where a column is missing)."""
     phash = _table(cells, "phash")
-    return ExactMatcher(
-        sha256=_table(cells, "sha256"), phash=phash, phash_of=_phash_function() if phash else None
-    )
+    return ExactMatcher(sha256=_table(cells, "sha256"), phash=phash, phash_of=phash_hex if phash else None)
 
 
 def describe(row: int, how: str, cell_ids: np.ndarray, labels: np.ndarray, names: np.ndarray) -> dict:

@@ -262,7 +262,7 @@ def test_ivfpq_says_when_it_lowers_nbits(emb: Path, tmp_path: Path) -> None:
     assert r.rc == 0, r.err
     assert "note: ivfpq: nbits lowered from 8 to" in r.err and "--kind flat" in r.err
     assert r.err.count("WARNING clustering") <= 1, "no FAISS warning per PQ sub-quantiser"
-    assert json.loads((tmp_path / "pq.json").read_text())["notes"]
+    assert json.loads((tmp_path / "pq.faiss.json").read_text())["notes"]
 
 
 def test_index_build_hint_does_not_write_into_the_shards(shards: Path) -> None:

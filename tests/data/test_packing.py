@@ -107,7 +107,7 @@ def test_resume_after_crash_in_a_worker_equals_clean_pack(
 ) -> None:
     clean_dir, clean = subset_pack
     out = tmp_path / "crashed"
-    real = shard_writer.encode_cell_sized
+    real = shard_writer.encode_cell_image
     calls = {"n": 0}
 
     def flaky(row: dict, opts: dict):
@@ -116,7 +116,7 @@ def test_resume_after_crash_in_a_worker_equals_clean_pack(
             raise RuntimeError("simulated crash")
         return real(row, opts)
 
-    monkeypatch.setattr(shard_writer, "encode_cell_sized", flaky)
+    monkeypatch.setattr(shard_writer, "encode_cell_image", flaky)
     with pytest.raises(RuntimeError, match="simulated crash"):
         pack(mixed_subset, out, shard_size=8, workers=1, progress=False)
     finished = sorted(out.glob("cells-*.tar"))
@@ -125,7 +125,7 @@ def test_resume_after_crash_in_a_worker_equals_clean_pack(
     assert not (out / "index.json").exists()
     stamps = {p.name: p.stat().st_mtime_ns for p in finished}
 
-    monkeypatch.setattr(shard_writer, "encode_cell_sized", real)
+    monkeypatch.setattr(shard_writer, "encode_cell_image", real)
     index = pack(mixed_subset, out, shard_size=8, workers=2, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in finished} == stamps, "finished shards were rewritten"
     assert not list(out.glob(".cells-*.tmp"))

@@ -45,7 +45,7 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
         "emb/embeddings.npy",
         "emb/cells.parquet",
         "emb/index.faiss",
-        "emb/index.json",
+        "emb/index.faiss.json",
         "emb/split.parquet",
         "probe/probe.json",
         "gallery.png",

@@ -1,4 +1,4 @@
-"""The random-weights and colour-histogram baselines: embedded through embed(), reused, end to end."""
+"""The random-weights and colour-histogram baselines: embedded in one pass over the images, reused, end to end."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ssl_cyto.evaluation import probing as P
+from ssl_cyto.evaluation.baselines import align_features
 from tests.evaluation.emb_folders import blobs, write_emb_dir
 
 
-def test_auto_baselines_go_through_embed_and_are_reused(
+def test_auto_baselines_are_embedded_in_one_pass_and_reused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--baselines auto builds the random backbone from model.json and calls embed() with embed.json's spec."""
-    import shutil
+    """--baselines auto builds both backbones and reads the data once (embed.json's spec and batch size)."""
+    import pandas as pd
+    import torch
 
     x, labels = blobs(15, 2)
     d = write_emb_dir(tmp_path / "e", x, labels)
@@ -30,24 +33,19 @@ def test_auto_baselines_go_through_embed_and_are_reused(
     (d / "embed.json").write_text(
         json.dumps({"data": "some/shards", "options": {"batch_size": 7, "device": "cuda:3", "seed": 5}})
     )
+    rows = pd.read_parquet(d / "cells.parquet").to_dict("records")
     calls: list[dict] = []
 
-    def fake_embed(
-        model: str, data: str, out_dir: str, *, batch_size: int = 256, device: str = "auto"
-    ) -> Path:
-        assert device == "auto"
-        calls.append({"model": model, "data": data, "out_dir": out_dir, "batch_size": batch_size})
-        out = Path(out_dir)
-        shutil.copy(d / "cells.parquet", out / "cells.parquet")
-        rng = np.random.default_rng(len(calls))
-        np.save(out / "embeddings.npy", rng.normal(size=x.shape).astype(np.float32))
-        shutil.copy(Path(model) / "model.json", out / "model.json")
-        return out
+    def fake_loader(data, transform, batch_size=64, num_workers=0):  # type: ignore[no-untyped-def]
+        calls.append({"data": data, "batch_size": batch_size, "size": transform.input_size})
+        gen = torch.Generator().manual_seed(0)
+        for s in range(0, len(rows), batch_size):
+            batch = rows[s : s + batch_size]
+            yield torch.rand(len(batch), 3, 32, 32, generator=gen), batch
 
-    monkeypatch.setattr("ssl_cyto.evaluation.baselines.embed", fake_embed)
+    monkeypatch.setattr("ssl_cyto.evaluation.baselines.eval_loader", fake_loader)
     res = P.probe(d, fast=True, min_cells=5, n_boot=20)
-    assert [Path(c["out_dir"]).name for c in calls] == ["random", "colour"]
-    assert all(c["data"] == "some/shards" and c["batch_size"] == 7 for c in calls)
+    assert calls == [{"data": "some/shards", "batch_size": 7, "size": 32}]  # one pass for both
     rnd = json.loads((d / "baselines" / "random" / "backbone" / "model.json").read_text())
     assert (rnd["architecture"], rnd["backbone_kwargs"], rnd["method"], rnd["input_size"]) == (
         "tiny_cnn",
@@ -57,9 +55,11 @@ def test_auto_baselines_go_through_embed_and_are_reused(
     )
     col = json.loads((d / "baselines" / "colour" / "backbone" / "model.json").read_text())
     assert col["architecture"] == "colour_hist" and col["std"] == [1.0, 1.0, 1.0]
+    for kind in ("random", "colour"):
+        assert len(np.load(d / "baselines" / kind / "embeddings.npy")) == len(rows)
     assert len(res["models"]) == 3
     P.probe(d, fast=True, min_cells=5, n_boot=20)
-    assert len(calls) == 2  # reused, not embedded again
+    assert len(calls) == 1  # reused, not embedded again
 
 
 def test_end_to_end_with_real_embed(tmp_path: Path, synth_folder: Path) -> None:
@@ -91,6 +91,11 @@ def test_end_to_end_with_real_embed(tmp_path: Path, synth_folder: Path) -> None:
     )
     rnd = json.loads((emb / "baselines" / "random" / "model.json").read_text())
     assert rnd["architecture"] == "tiny_cnn" and rnd["input_size"] == 32
+    # the one pass gives what embed() gives for each baseline on its own
+    for kind in ("random", "colour"):
+        alone = embed(str(emb / "baselines" / kind / "backbone"), str(synth_folder), tmp_path / kind, progress=False)
+        ours = align_features(pd.read_parquet(alone / "cells.parquet"), emb / "baselines" / kind)
+        np.testing.assert_allclose(ours, np.load(alone / "embeddings.npy"), atol=1e-5)
     assert rnd["weights_sha256"] != json.loads((emb / "model.json").read_text())["weights_sha256"]
     (task,) = res["tasks"].values()
     assert set(task["vs_baselines"]) == {"random weights (tiny_cnn)", "colour histogram"}

@@ -93,3 +93,16 @@ def test_run_classifiers_pools_folds() -> None:
 def _zscored(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mu, sd = train.mean(0), train.std(0)
     return (train - mu) / sd, (test - mu) / sd
+
+
+def test_faiss_knn_equals_the_exact_all_pairs_knn() -> None:
+    from ssl_cyto.evaluation.classifiers import knn_neighbours
+    from ssl_cyto.models.knn import cosine_topk
+
+    rng = np.random.default_rng(7)
+    xtr, xte = rng.normal(size=(300, 24)), rng.normal(size=(80, 24))
+    sims, idx = knn_neighbours(xtr, xte, 20)
+    ref_s, ref_i = cosine_topk(xtr, xte, 20)
+    assert np.array_equal(idx, np.asarray(ref_i))
+    np.testing.assert_allclose(sims, np.asarray(ref_s), atol=1e-5)
+    assert knn_neighbours(xtr[:5], xte, 20)[1].shape == (80, 5)  # k capped at the training cells

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ssl_cyto.data.image_hash import hash_distance, image_hash
 from ssl_cyto.embedding.runner import embed
 from ssl_cyto.evaluation.dedup import (
     DEFAULT_THRESHOLD,
@@ -21,7 +22,6 @@ from ssl_cyto.evaluation.dedup import (
     leakage_warning,
 )
 from ssl_cyto.evaluation.dedup_sheet import write_dedup_outputs
-from ssl_cyto.evaluation.image_hash import hash_distance, image_hash
 from tests.evaluation.planted import EDITS, planted_tree
 
 
@@ -81,12 +81,12 @@ def test_scopes_splits_sheet_and_probe_leakage(planted, tmp_path: Path) -> None:
 
     x = np.load(emb / "embeddings.npy")
     train, test = np.flatnonzero(~copies.to_numpy()), np.flatnonzero(copies.to_numpy())
-    leak = folds_leakage(x, cells, [(train, test)], {})
+    leak = folds_leakage(x, cells, [(train, test)], emb)
     assert leak is not None and leak["n_test_with_duplicate"] == len(test) == len(want)
     line = leakage_warning("folder", leak)
     assert line is not None and f"{len(test)} of {len(test)} test cells of folder" in line
     # the original cells only: no leak, no warning
-    clean = folds_leakage(x, cells, [(train[::2], train[1::2])], {})
+    clean = folds_leakage(x, cells, [(train[::2], train[1::2])], emb)
     assert clean is not None and clean["n_test_with_duplicate"] == 0
     assert leakage_warning("folder", clean) is None
 

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ssl_cyto.evaluation.rater_agreement import kappa
+from ssl_cyto.evaluation.metrics import cohen_kappa as kappa
 
 
 def _textbook_kappa(a: list[str], b: list[str]) -> float:

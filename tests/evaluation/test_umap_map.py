@@ -57,6 +57,9 @@ class _FakeUMAP:
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
         return x[:, :2]
 
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return x[:, :2]
+
 
 def test_umap_report_and_pngs_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
@@ -78,7 +81,10 @@ def _check_umap_outputs(d: Path) -> None:
         assert p.exists() and p.stat().st_size > 5000
         assert p.read_bytes()[:4] == b"\x89PNG"
     coords = pd.read_parquet(res["coords"])
-    assert len(coords) == res["n_points"] <= 40 and res["n_cells"] == 60
+    # every cell is drawn: 40 fitted, the other 20 placed on the fitted map
+    assert len(coords) == res["n_points"] == res["n_cells"] == 60 and res["n_fit"] <= 40
+    assert coords["fitted"].sum() == res["n_fit"]
+    assert "60 of 60 cells drawn" in Path(res["report"]).read_text()
     assert "(unlabelled)" in set(coords["label"])
     assert np.isfinite(coords[["x", "y"]].to_numpy()).all()
     text = Path(res["report"]).read_text()
@@ -123,3 +129,13 @@ def test_cli_umap_flags_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=_FakeUMAP))
     assert cli_umap.run(args) == 0
     assert capsys.readouterr().out.strip() == str(d / "umap" / "report.md")
+
+
+def test_umap_sample_only_draws_the_fitted_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=_FakeUMAP))
+    res = umap_map(_emb(tmp_path), max_points=30, sample_only=True)
+    assert res["n_points"] == res["n_fit"] <= 30
+    assert len(pd.read_parquet(res["coords"])) == res["n_points"]

@@ -24,7 +24,8 @@ def test_flat_matches_numpy_brute_force(tmp_path: Path) -> None:
     np.testing.assert_allclose(sims, ref_sims, atol=1e-5)
     # ids equal except where two database vectors tie in similarity (none expected here)
     assert (ids == ref_ids).all()
-    assert path == emb / "index.faiss" and (emb / "index.json").exists()
+    assert path == emb / "index.faiss" and (emb / "index.faiss.json").exists()
+    assert not (emb / "index.json").exists()  # the name of the shard index: no longer used here
     assert meta["kind"] == "flat" and meta["metric"] == "cosine"
     assert meta["n"] == 500 and meta["dim"] == 24 and meta["weights_sha256"] == "a" * 64
 
@@ -87,7 +88,19 @@ def test_index_build_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     x, labels = clustered(400, 8)
     emb = write_emb_dir(tmp_path / "emb", x, labels)
     assert cli_main(["index", "build", str(emb), "--kind", "hnsw", "--m", "8", "--ef-search", "32"]) == 0
-    meta = json.loads((emb / "index.json").read_text())
+    meta = json.loads((emb / "index.faiss.json").read_text())
     assert meta["params"]["m"] == 8 and meta["params"]["ef_search"] == 32
     assert cli_main(["index", "build", str(tmp_path / "nope")]) == 2
     assert "embeddings.npy not found" in capsys.readouterr().err
+
+
+def test_an_index_with_the_former_metadata_name_is_still_read(tmp_path: Path) -> None:
+    x, labels = clustered(300, 8)
+    emb = write_emb_dir(tmp_path / "emb", x, labels)
+    rindex.build_index(emb, "flat", progress=False)
+    (emb / "index.faiss.json").rename(emb / "index.json")  # as built before the rename
+    index, meta = rindex.load_index(emb)
+    assert index.ntotal == 300 and meta["kind"] == "flat"
+    assert rindex.read_index_meta(emb / "index.json")["n"] == 300
+    rindex.build_index(emb, "flat", progress=False)  # a rebuild writes the new name, drops the old
+    assert (emb / "index.faiss.json").exists() and not (emb / "index.json").exists()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from ssl_cyto.retrieval.index_io import resolve_index_path
 from ssl_cyto.serve.app import create_app
 from ssl_cyto.serve.errors import ServeError
 from ssl_cyto.serve.state import UMAP_FILE, load_state
@@ -29,9 +30,10 @@ def test_missing_folder_and_missing_index(tmp_path: Path, serve_emb: Path) -> No
 def test_other_weights_are_refused(tmp_path: Path, serve_emb: Path) -> None:
     copy = tmp_path / "emb"
     shutil.copytree(serve_emb, copy)
-    meta = json.loads((copy / "index.json").read_text())
+    meta_path = resolve_index_path(copy)[1]  # index.faiss.json (index.json before issue 23)
+    meta = json.loads(meta_path.read_text())
     meta["weights_sha256"] = "0" * 64
-    (copy / "index.json").write_text(json.dumps(meta))
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(ServeError, match="not the model of this index"):
         load_state(copy, device="cpu", threads=1)
 

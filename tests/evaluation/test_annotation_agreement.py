@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ssl_cyto.data.agreement import agreement, agreement_json, cohen_kappa, format_agreement
+from ssl_cyto.evaluation.annotation_agreement import agreement, agreement_json, cohen_kappa, format_agreement
 
 # gold, reannot1, reannot2 of 7 re-annotated cells (cell 7 lacks reannot2) + 2 cells not re-annotated
 FIXTURE = """\

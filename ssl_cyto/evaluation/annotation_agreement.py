@@ -13,10 +13,8 @@ Pairs are named by column so the numbers stay correct whichever reading of the c
 Each pair is computed twice: with ``UNC`` ("unassignable") as a category of its own, and without
 the cells where either rater said ``UNC``. A pair uses only cells where both columns are present.
 
-Cohen's kappa (Cohen 1960, *Educ. Psychol. Meas.* 20:37) is scikit-learn's ``cohen_kappa_score``:
-``(p_o - p_e) / (1 - p_e)``, where ``p_o`` is the observed agreement and ``p_e`` the agreement
-expected from the two raters' marginal frequencies. When ``p_e == 1`` (both raters used one and the
-same class) kappa is undefined and reported as ``nan``; so is the kappa of no cells.
+Cohen's kappa is :func:`ssl_cyto.evaluation.metrics.cohen_kappa` (the project's one wrapper of
+scikit-learn's ``cohen_kappa_score``, also used for the models on re-annotated cells).
 
 ``annotations.dat`` is read by :mod:`ssl_cyto.formats.annotations` (a malformed line is an error
 naming the file and line).
@@ -27,42 +25,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
-from collections.abc import Sequence
 
-from sklearn.metrics import cohen_kappa_score
-
+from ssl_cyto.evaluation.metrics import cohen_kappa
 from ssl_cyto.formats.annotations import UNASSIGNABLE, find_annotations, read_annotations
-from ssl_cyto.formats.errors import InputError
+
+__all__ = ["PAIRS", "agreement", "agreement_json", "cohen_kappa", "format_agreement"]
 
 PAIRS = {
     "gold_vs_reannot1": (0, 1, "inter-rater: gold vs second expert"),
     "reannot1_vs_reannot2": (1, 2, "re-annotation vs re-annotation 11 months apart (intra-rater per brief)"),
     "gold_vs_reannot2": (0, 2, "gold vs the 11-months re-annotation"),
 }
-
-
-def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
-    """Cohen's kappa of two raters' labels for the same items (scikit-learn's ``cohen_kappa_score``).
-
-    Args:
-        a: labels of rater A.
-        b: labels of rater B (same length).
-
-    Returns:
-        Kappa in [-1, 1]; ``nan`` for no items or when chance agreement is 1 (both raters used a
-        single, identical class: kappa is undefined).
-
-    Raises:
-        InputError: ``a`` and ``b`` differ in length.
-    """
-    if len(a) != len(b):
-        raise InputError(f"kappa needs equal lengths (got {len(a)} and {len(b)})")
-    if len(a) == 0:
-        return math.nan
-    with warnings.catch_warnings():  # undefined kappa: sklearn warns and returns nan
-        warnings.simplefilter("ignore")
-        return float(cohen_kappa_score(list(a), list(b)))
 
 
 def _pair_stats(a: list[str], b: list[str]) -> dict:
