@@ -40,7 +40,6 @@ from ssl_cyto.data.loading.train import (
     EpochLoader,
     FixedLengthSampler,
     ShardTrainStream,
-    source_accept,
     train_loader,
 )
 
