@@ -166,19 +166,37 @@ class CellDataModule(pl.LightningDataModule):
             warnings.warn(f"{self.val_data or self.data}: no labelled cells; online kNN is off", stacklevel=2)
 
     # ---- resume ---------------------------------------------------------------------------------
+    def shape(self) -> dict[str, int]:
+        """What a resume must keep for the stream to continue as it was: ranks, loader workers, batch size."""
+        return {
+            "world_size": self._rank_world()[1],
+            "num_workers": self.num_workers,
+            "batch_size": self.batch_size,
+        }
+
     def state_dict(self) -> dict[str, Any]:
-        """``{"epoch", "batches_done"}``: where the training stream stands (saved in checkpoints)."""
+        """``{"epoch", "batches_done", "shape"}``: where the training stream stands (saved in checkpoints)."""
         trainer = self.trainer
         if trainer is None or not hasattr(trainer, "fit_loop"):
-            return {"epoch": 0, "batches_done": 0}
+            return {"epoch": 0, "batches_done": 0, "shape": self.shape()}
         current = trainer.fit_loop.epoch_loop.batch_progress.current
         done = getattr(current, "processed", current.completed)  # batches trained this epoch
-        return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(done), "shape": self.shape()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`: the next pass of that epoch skips the batches consumed."""
-        if "epoch" in state:
-            self._resume = (int(state["epoch"]), int(state.get("batches_done", 0)))
+        """Restore :meth:`state_dict`: the next pass of that epoch skips the batches consumed.
+
+        A checkpoint of another shape (the trainer refuses it unless ``--run.allow_reshape``) keeps its
+        position in samples: ``batches_done x batch size x world size`` of the old shape.
+        """
+        if "epoch" not in state:
+            return
+        done = int(state.get("batches_done", 0))
+        old = state.get("shape") or {}
+        if old and old != self.shape():
+            samples = done * int(old.get("batch_size", self.batch_size)) * int(old.get("world_size", 1))
+            done = samples // (self.batch_size * self._rank_world()[1])
+        self._resume = (int(state["epoch"]), done)
 
     # ---- Lightning hooks --------------------------------------------------------------------
     def prepare_data(self) -> None:

@@ -12,10 +12,12 @@ On top of LightningCLI this entry point adds (all overridable from YAML or the c
 
 * ``checkpoint:`` a :class:`~ssl_cyto.training.callbacks.LastCheckpoint` writing
   ``<trainer.default_root_dir>/checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and
-  at every epoch end. Rerunning the same command resumes automatically from the checkpoint with the
-  highest global step that loads (:func:`~ssl_cyto.training.preemption.find_resume_checkpoint`; model,
-  optimiser, schedulers, DINO teacher and centre, global step, callback states); ``--run.resume=false``
-  starts afresh, ``--ckpt_path=X`` resumes from X. Every checkpoint is written atomically.
+  at every epoch end (or in ``checkpoint.dirpath``). Rerunning the same command resumes automatically
+  from the checkpoint with the highest global step that loads, chosen once by rank 0 and loaded by every
+  rank or none (:mod:`ssl_cyto.training.resume`; model, optimiser, schedulers, DINO teacher and centre,
+  global step, callback states); ``--run.resume=false`` starts afresh, ``--ckpt_path=X`` resumes from X;
+  ``--run.allow_reshape=true`` accepts another world size, worker count or batch size. Every
+  checkpoint is written atomically and flushed to the disk; the one before ``last.ckpt`` is kept.
 * ``preemption:`` :class:`~ssl_cyto.training.callbacks.preemption.Preemption`: on SIGUSR1 (SLURM's
   ``--signal=SIGUSR1@90``) or SIGTERM every rank stops at the next step boundary after one ``last.ckpt``,
   rank 0 calls ``scontrol requeue $SLURM_JOB_ID`` once under SLURM, and the run exits (the CLI: 130).
@@ -40,7 +42,6 @@ import glob
 import hashlib
 import json
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ from ssl_cyto.training.loggers import (
     wandb_run_id,
 )
 from ssl_cyto.training.preemption import CHECKPOINT_DIR, Preempted, cluster_plugins, find_resume_checkpoint
+from ssl_cyto.training.resume import AgreedResume, checkpoint_dirs
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -170,7 +172,13 @@ class SSLCytoCLI(LightningCLI):
             "--run.resume",
             type=bool,
             default=True,
-            help="resume from the checkpoint with the highest global step under <default_root_dir> when present",
+            help="resume from the checkpoint with the highest global step (checkpoint.dirpath, <default_root_dir>/checkpoints)",
+        )
+        parser.add_argument(
+            "--run.allow_reshape",
+            type=bool,
+            default=False,
+            help="resume a checkpoint written with another world size, worker count or batch size",
         )
         parser.add_lightning_class_args(LastCheckpoint, "checkpoint")
         parser.add_lightning_class_args(Preemption, "preemption")
@@ -223,16 +231,17 @@ class SSLCytoCLI(LightningCLI):
     def fit(
         self, model: pl.LightningModule, datamodule: Any = None, ckpt_path: str | None = None, **kw: Any
     ) -> None:
-        if ckpt_path is None and self._sub().run.resume and not getattr(self.trainer, "fast_dev_run", False):
-            ckpt_path = find_resume_checkpoint(self.root_dir)
-            if ckpt_path and self.trainer.is_global_zero:
-                print(f"ssl-cyto fit: resuming from {ckpt_path}", file=sys.stderr, flush=True)
-        if ckpt_path is None:
+        """``trainer.fit`` with the resume decided inside it, once, by rank 0 (:mod:`ssl_cyto.training.resume`)."""
+        run = self._sub().run
+        auto = bool(run.resume) and not getattr(self.trainer, "fast_dev_run", False)
+        if ckpt_path is None and not auto:
             _refuse_stray_hpc_checkpoints(self.root_dir)
-        self.resumed_from = ckpt_path
+        connector = AgreedResume(self.trainer, auto=auto, allow_reshape=bool(run.allow_reshape))
+        self.trainer._checkpoint_connector = connector
         try:
             self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kw)
         finally:
+            self.resumed_from = connector.resumed_from
             finish_wandb(self.trainer)
 
 
@@ -271,7 +280,13 @@ def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: b
     )
 
 
-_NOISE = ("Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>", "Does not validate against")
+_NOISE = (
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "- Expected a <class 'NoneType'>",
+    "Does not validate against",
+)
 
 
 def _one_line(message: str) -> str:
@@ -303,13 +318,14 @@ def _final_checkpoint(cli: SSLCytoCLI) -> str:
     trainer = cli.trainer
     for guard in guards(trainer):
         if guard.tripped:
-            raise TrainingStopped(guard.reason + f"; last good checkpoint: {find_resume_checkpoint(cli.root_dir)}")
+            good = find_resume_checkpoint(cli.root_dir, quiet=True, dirs=checkpoint_dirs(trainer))
+            raise TrainingStopped(guard.reason + f"; last good checkpoint: {good}")
     if getattr(trainer, "fast_dev_run", False):
         return ""
     for cb in trainer.callbacks:  # type: ignore[attr-defined]
         if isinstance(cb, LastCheckpoint) and cb.last_model_path and os.path.isfile(cb.last_model_path):
             return str(cb.last_model_path)
-    found = find_resume_checkpoint(cli.root_dir)
+    found = find_resume_checkpoint(cli.root_dir, dirs=checkpoint_dirs(trainer))
     if found is None:
         raise FitError(f"training finished but no checkpoint was written under {cli.root_dir}")
     return found

@@ -44,6 +44,8 @@ from lightning_fabric.plugins.io import CheckpointIO, TorchCheckpointIO
 from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.trainer.connectors.signal_connector import _SignalConnector
 
+from ssl_cyto.formats.errors import InputError
+
 __all__ = [
     "CHECKPOINT_DIR",
     "DEFAULT_SIGNALS",
@@ -51,6 +53,7 @@ __all__ = [
     "Preempted",
     "PreemptionFlag",
     "PreemptionSignals",
+    "ResumeError",
     "checkpoint_step",
     "cluster_plugins",
     "env_global_rank",
@@ -154,10 +157,13 @@ class PreemptionSignals(_SignalConnector):
 
 # ---- checkpoints ---------------------------------------------------------------------------------------
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` that writes a local checkpoint to a temporary file beside it and renames it
-    into place (``os.replace``), so a job killed while saving never leaves a truncated file."""
+    """``TorchCheckpointIO`` that writes a local checkpoint to a temporary file beside it, flushes it to the
+    disk (``fsync``) and renames it into place (``os.replace``), so a job killed while saving (or a node
+    that crashes just after) never leaves a truncated file."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         if not _is_local_file_protocol(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
@@ -165,9 +171,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+            fsync_file(tmp)
             os.replace(tmp, target)
+            fsync_file(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a file (or a folder's entries, after a rename) to the disk, so a crash cannot leave a renamed
+    but truncated checkpoint."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def cluster_plugins(plugins: Any) -> list[Any]:
@@ -207,36 +225,61 @@ def checkpoint_step(path: str | os.PathLike[str]) -> int:
     return int(ckpt["global_step"])
 
 
-def _candidates(root: Path) -> list[Path]:
-    files = [*sorted((root / CHECKPOINT_DIR).glob("*.ckpt")), *sorted(root.glob("hpc_ckpt_*.ckpt"))]
-    return [p for p in files if p.is_file()]
+def _candidates(root: Path, dirs: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    folders = [*(Path(d) for d in dirs), root / CHECKPOINT_DIR]
+    files = [p for d in dict.fromkeys(folders) for p in sorted(d.glob("*.ckpt"))]
+    files += sorted(root.glob("hpc_ckpt_*.ckpt"))
+    return [p for p in dict.fromkeys(files) if p.is_file()]
 
 
-def find_resume_checkpoint(root_dir: str | os.PathLike[str], quiet: bool = False) -> str | None:
-    """The checkpoint a rerun resumes from: of ``checkpoints/*.ckpt`` and Lightning's ``hpc_ckpt_*.ckpt``,
-    the one with the highest ``global_step`` that loads (``last.ckpt`` wins a tie).
+class ResumeError(InputError):
+    """Checkpoints exist but none can be resumed from (the message names them and the way out)."""
+
+
+def find_resume_checkpoint(
+    root_dir: str | os.PathLike[str],
+    quiet: bool = False,
+    dirs: Iterable[str | os.PathLike[str]] = (),
+    strict: bool = False,
+) -> str | None:
+    """The checkpoint a rerun resumes from: of ``*.ckpt`` in ``dirs`` (the configured
+    ``checkpoint.dirpath``) and ``<root_dir>/checkpoints``, and Lightning's ``hpc_ckpt_*.ckpt``, the one
+    with the highest ``global_step`` that loads (``last.ckpt`` wins a tie, then the file found first).
 
     Files that do not load are skipped, and each skip is said on stderr (rank 0) unless ``quiet``.
-    Every rank decides alone from the same files, so every rank picks the same one.
+    ``ssl-cyto fit`` calls this on rank 0 only and broadcasts the choice
+    (:class:`~ssl_cyto.training.resume.AgreedResume`).
 
     Args:
         root_dir: the run's ``trainer.default_root_dir``.
         quiet: do not report skipped files.
+        dirs: further checkpoint folders, searched first.
+        strict: raise when checkpoints exist but none loads (instead of returning ``None``).
 
     Returns:
         A path, or ``None`` for a fresh run.
+
+    Raises:
+        ResumeError: (``strict``) checkpoint files exist and none of them loads.
     """
     best: tuple[int, bool, str] | None = None
-    for path in _candidates(Path(root_dir)):
+    skipped: list[str] = []
+    for path in _candidates(Path(root_dir), dirs):
         try:
             step = checkpoint_step(path)
         except ValueError as exc:
+            skipped.append(f"{path} ({exc})")
             if not quiet:
                 _say(f"not resuming from {path}: it {exc}")
             continue
         key = (step, path.name == "last.ckpt", str(path))
         if best is None or key[:2] > best[:2]:
             best = key
+    if best is None and skipped and strict:
+        raise ResumeError(
+            f"no checkpoint to resume from loads: {'; '.join(skipped)}; move them away to start afresh, "
+            "or pass --ckpt_path=FILE (or --run.resume=false)"
+        )
     return None if best is None else best[2]
 
 
@@ -259,6 +302,8 @@ def requeue_job(job_id: str, timeout: float = 60.0) -> bool:
         return False
     if done.returncode != 0:
         err = (done.stderr or done.stdout).strip()
-        _say(f"scontrol requeue {job_id} failed ({done.returncode}: {err}); resubmit the same script to resume")
+        _say(
+            f"scontrol requeue {job_id} failed ({done.returncode}: {err}); resubmit the same script to resume"
+        )
         return False
     return True

@@ -11,20 +11,29 @@ from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ssl_cyto.training.callbacks.collapse_guard import guards
+from ssl_cyto.training.preemption import fsync_file
+
+#: The checkpoint before ``last.ckpt``, kept as a fallback (a resume falls back to it when ``last.ckpt``
+#: does not load).
+PREVIOUS_NAME = "previous.ckpt"
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that keeps exactly one rolling ``last.ckpt``.
+    """``ModelCheckpoint`` that keeps one rolling ``last.ckpt`` and the one before it (``previous.ckpt``).
 
-    Written every ``every_n_train_steps`` optimiser steps, at every training-epoch end and at the end of
-    training, into ``dirpath`` (default ``<trainer.default_root_dir>/checkpoints``). It never writes once a
-    :class:`CollapseGuard` has tripped, so a NaN never overwrites the last good checkpoint. Rerunning the
-    same ``ssl-cyto fit`` command resumes from it (see :mod:`ssl_cyto.training.fit`).
+        Written every ``every_n_train_steps`` optimiser steps, at every training-epoch end and at the end of
+        training, into ``dirpath`` (default ``<trainer.default_root_dir>/checkpoints``). It never writes once a
+        :class:`CollapseGuard` has tripped, so a NaN never overwrites the last good checkpoint. Rerunning the
+        same ``ssl-cyto fit`` command resumes from it (see :mod:`ssl_cyto.training.fit`). A new ``last.ckpt``
+    is written to a temporary file and flushed to the disk before the old one becomes ``previous.ckpt`` and
+    the new one takes its name, so a complete checkpoint exists at every moment, and a ``last.ckpt`` that
+    does not load (a file system that lost its tail) leaves ``previous.ckpt`` to resume from. This doubles
+    the disk space of the run's checkpoints.
 
-    Args:
-        dirpath: folder for ``last.ckpt``.
-        every_n_train_steps: save interval in optimiser steps (0: epoch ends and the end only).
-        save_weights_only: drop optimiser/scheduler state (not resumable; for tiny exports only).
+        Args:
+            dirpath: folder for ``last.ckpt``.
+            every_n_train_steps: save interval in optimiser steps (0: epoch ends and the end only).
+            save_weights_only: drop optimiser/scheduler state (not resumable; for tiny exports only).
     """
 
     def __init__(
@@ -65,7 +74,11 @@ class LastCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero and os.path.exists(tmp):
             if os.path.isdir(tmp) and os.path.isdir(filepath):  # sharded (directory) checkpoints
                 shutil.rmtree(filepath)
+            elif os.path.isfile(filepath):  # the previous checkpoint stays until the new one is complete
+                os.replace(filepath, os.path.join(os.path.dirname(filepath), PREVIOUS_NAME))
             os.replace(tmp, filepath)
+            if os.path.isfile(filepath):
+                fsync_file(os.path.dirname(filepath) or ".")
         trainer.strategy.barrier("LastCheckpoint.rename")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
