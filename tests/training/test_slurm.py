@@ -80,7 +80,7 @@ def _preempt_once(tmp: Path, cmd: list[str], sig: signal.Signals, previous: int,
     assert step > observed >= previous + 3 > 0
     history = ckpt["callbacks"]["Preemption"]["history"]
     assert len(history) == n and history[-1]["step"] == step and history[-1]["signal"] == sig.name
-    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt"]  # no temporary left
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt", "previous.ckpt"]  # no temporary
     return int(step)
 
 
