@@ -24,6 +24,10 @@ On top of LightningCLI this entry point adds (all overridable from YAML or the c
   Lightning's own requeue is off (``SLURMEnvironment(auto_requeue=False)``).
 * ``budget:`` :class:`~ssl_cyto.training.callbacks.step_budget.StepBudget`: under ``trainer.max_time``, a
   step budget decided once, agreed by every rank and stored in the checkpoint.
+* ``progress:`` :class:`~ssl_cyto.training.callbacks.ProgressLines`: when the output is not a terminal,
+  one line every ``progress.every_s`` seconds (step / total, loss, images/s, ETA, latest kNN); a terminal
+  keeps Lightning's bar. Lightning's tips and irrelevant warnings are silenced in
+  :mod:`ssl_cyto.training.console`.
 * ``knn:`` :class:`~ssl_cyto.training.callbacks.OnlineKNN`, ``guard:``
   :class:`~ssl_cyto.training.callbacks.CollapseGuard`, ``throughput:``
   :class:`~ssl_cyto.training.callbacks.Throughput`.
@@ -42,7 +46,6 @@ import glob
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +65,7 @@ from ssl_cyto.training.callbacks import (
     CollapseGuard,
     LastCheckpoint,
     OnlineKNN,
+    ProgressLines,
     RunMetadata,
     Throughput,
     TrainingStopped,
@@ -69,6 +73,7 @@ from ssl_cyto.training.callbacks import (
 )
 from ssl_cyto.training.callbacks.preemption import Preemption
 from ssl_cyto.training.callbacks.step_budget import StepBudget
+from ssl_cyto.training.console import bar_wanted, quiet_lightning
 from ssl_cyto.training.loggers import (
     LOGGER_CHOICES,
     finish_wandb,
@@ -95,10 +100,6 @@ __all__ = [
     "wandb_mode",
     "wandb_run_id",
 ]
-
-#: Lightning's warning when a datamodule has a val_dataloader but the task no validation_step: the
-#: labelled validation subset is read by the OnlineKNN / CollapseGuard callbacks instead, so it misleads.
-_VAL_LOOP_WARNING = "You passed in a `val_dataloader` but have no `validation_step`"
 
 
 class FitError(InputError):
@@ -186,6 +187,7 @@ class SSLCytoCLI(LightningCLI):
         parser.add_lightning_class_args(OnlineKNN, "knn")
         parser.add_lightning_class_args(CollapseGuard, "guard")
         parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(ProgressLines, "progress")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Parse; a bad key or value is one line naming it (not the whole usage) and a FitError."""
@@ -225,6 +227,7 @@ class SSLCytoCLI(LightningCLI):
             name = run.name or f"{self.method}-{Path(self.root_dir).resolve().name}"
             kwargs["logger"] = make_loggers(run.logger, self.root_dir, name, run.project, run.entity)
         kwargs["plugins"] = cluster_plugins(cfg.get("plugins"))
+        kwargs["enable_progress_bar"] = bar_wanted(cfg.get("enable_progress_bar"))
         return super().instantiate_trainer(**kwargs)
 
     # ---- the fit subcommand with automatic resume (Lightning looks `fit` up on the CLI by name) -----
@@ -258,8 +261,7 @@ def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: b
     """
     # We pass argv explicitly on purpose (ssl-cyto strips the `fit` word); sys.argv is left untouched
     # because Lightning's DDP launcher re-runs it for the other ranks.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    warnings.filterwarnings("ignore", message=_VAL_LOOP_WARNING)
+    quiet_lightning()
     args = list(argv)
     if run:
         args = ["fit", *args]

@@ -28,9 +28,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
@@ -45,9 +44,11 @@ from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.trainer.connectors.signal_connector import _SignalConnector
 
 from ssl_cyto.formats.errors import InputError
+from ssl_cyto.training.stop_flag import DEFAULT_SIGNALS, PreemptionFlag
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "DEFAULT_REQUEUE_SIGNALS",
     "DEFAULT_SIGNALS",
     "AtomicCheckpointIO",
     "Preempted",
@@ -64,26 +65,47 @@ __all__ = [
 
 #: Folder of ``last.ckpt`` under ``trainer.default_root_dir``.
 CHECKPOINT_DIR = "checkpoints"
-#: Signals that make a run checkpoint and stop (SLURM: ``--signal=SIGUSR1@90``; SIGTERM at preemption).
-DEFAULT_SIGNALS = ("SIGUSR1", "SIGTERM")
+#: Signals that requeue the SLURM job after the checkpoint (``--preemption.requeue_signals``): SIGUSR1
+#: is what ``#SBATCH --signal=SIGUSR1@90`` sends before the time limit; a plain ``scancel`` (SIGTERM)
+#: checkpoints and stops for good.
+DEFAULT_REQUEUE_SIGNALS = ("SIGUSR1",)
 
 
 class Preempted(SystemExit):  # noqa: N818 - an exit, like Lightning's SIGTERMException
     """Raised on every rank at the step boundary after a preemption signal, once the checkpoint is saved.
 
     Attributes:
-        signal_name: ``"SIGUSR1"`` or ``"SIGTERM"`` (the first signal this rank or another received).
+        signal_name: ``"SIGUSR1"`` or ``"SIGTERM"`` (rank 0's signal, else this rank's).
         step: the global step of the saved checkpoint.
-        path: the checkpoint written (``None`` when the collapse guard had stopped checkpointing).
+        path: the checkpoint written (``None`` when the collapse guard had stopped checkpointing, or the
+            step's loss was not finite).
         requeued: ``scontrol requeue`` succeeded (rank 0 under SLURM).
+        requeue: the signal is one that requeues (``--preemption.requeue_signals``) and a checkpoint
+            was written: rerunning resumes. Otherwise the run stopped for good.
     """
 
-    def __init__(self, signal_name: str, step: int, path: str | None, requeued: bool) -> None:
+    def __init__(
+        self, signal_name: str, step: int, path: str | None, requeued: bool, requeue: bool = True
+    ) -> None:
         super().__init__(0)
         self.signal_name = signal_name
         self.step = step
         self.path = path
         self.requeued = requeued
+        self.requeue = requeue
+
+    @property
+    def exit_code(self) -> int:
+        """``ssl-cyto fit``'s exit status: 130 for a requeue signal, else 128 + the signal number (143 for
+        SIGTERM); 1 when no checkpoint could be written."""
+        if self.path is None:
+            return 1
+        if self.requeue:
+            return 130
+        try:
+            return 128 + int(getattr(signal, self.signal_name))
+        except (AttributeError, TypeError):
+            return 143
 
 
 def env_global_rank() -> int:
@@ -100,38 +122,7 @@ def _say(message: str) -> None:
         print(f"ssl-cyto fit: {message}", file=sys.stderr, flush=True)
 
 
-# ---- the flag ----------------------------------------------------------------------------------------
-class PreemptionFlag:
-    """Signal handler that only records the signal, and only in the process it was installed in.
-
-    Args:
-        step: returns the current global step, recorded with the signal (for the log line).
-    """
-
-    def __init__(self, step: Callable[[], int] | None = None) -> None:
-        self.pid: int | None = None
-        self.signal_name: str | None = None
-        self.step_at_signal: int | None = None
-        self._step = step
-
-    @property
-    def requested(self) -> bool:
-        """A signal arrived in this process."""
-        return self.signal_name is not None
-
-    def install(self, signals: Iterable[str] = DEFAULT_SIGNALS) -> None:
-        """Become the handler of ``signals`` in this process (main thread only)."""
-        self.pid = os.getpid()
-        for name in signals:
-            signal.signal(getattr(signal, name), self)
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != self.pid or self.signal_name is not None:
-            return  # a forked loader worker, or a repeated signal
-        self.signal_name = signal.Signals(signum).name
-        self.step_at_signal = self._step() if self._step is not None else None
-
-
+# ---- the flag (ssl_cyto.training.stop_flag) ---------------------------------------------------------
 class PreemptionSignals(_SignalConnector):
     """Lightning's signal connector with the project's flag in place of Lightning's handlers.
 
