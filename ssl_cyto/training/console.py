@@ -24,6 +24,8 @@ QUIET_WARNINGS = (
     "Checkpoint directory .* exists and is not empty",  # the run folder of a resumed run
     "Experiment logs directory .* exists and is not empty",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # the data module restores its stream position itself (CellDataModule.state_dict)
+    "You're resuming from a checkpoint that ended before the epoch ended",
     # the tasks make their views on the device after the transfer, by design
     "You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a",
 )

@@ -93,6 +93,7 @@ __all__ = [
     "SSLCytoCLI",
     "build_cli",
     "config_hash",
+    "final_checkpoint",
     "find_resume_checkpoint",
     "fit_outcome",
     "run_fit",
@@ -316,42 +317,74 @@ def _refuse_stray_hpc_checkpoints(root_dir: str) -> None:
         )
 
 
-def _final_checkpoint(cli: SSLCytoCLI) -> str:
-    trainer = cli.trainer
+def final_checkpoint(trainer: pl.Trainer, root_dir: str) -> str:
+    """The last checkpoint a finished run wrote (``""`` after ``fast_dev_run``).
+
+    Raises:
+        ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
+        FitError: no checkpoint was written.
+    """
     for guard in guards(trainer):
         if guard.tripped:
-            good = find_resume_checkpoint(cli.root_dir, quiet=True, dirs=checkpoint_dirs(trainer))
+            good = find_resume_checkpoint(root_dir, quiet=True, dirs=checkpoint_dirs(trainer))
             raise TrainingStopped(guard.reason + f"; last good checkpoint: {good}")
     if getattr(trainer, "fast_dev_run", False):
         return ""
     for cb in trainer.callbacks:  # type: ignore[attr-defined]
         if isinstance(cb, LastCheckpoint) and cb.last_model_path and os.path.isfile(cb.last_model_path):
             return str(cb.last_model_path)
-    found = find_resume_checkpoint(cli.root_dir, dirs=checkpoint_dirs(trainer))
+    found = find_resume_checkpoint(root_dir, dirs=checkpoint_dirs(trainer))
     if found is None:
-        raise FitError(f"training finished but no checkpoint was written under {cli.root_dir}")
+        raise FitError(f"training finished but no checkpoint was written under {root_dir}")
     return found
 
 
-def fit_outcome(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> FitOutcome:
-    """Train as ``ssl-cyto fit ARGV`` would and say how it ended (finished, or preempted).
+def fit_outcome(
+    argv: Sequence[str] | SSLTask,
+    data: Any = None,
+    callbacks: Sequence[pl.Callback] = (),
+    **trainer_options: Any,
+) -> FitOutcome:
+    """Train as ``ssl-cyto fit ARGV`` would (or from objects: ``fit_outcome(task, data, **options)``,
+    :func:`ssl_cyto.training.fit_objects.fit_task`) and say how it ended (finished, or preempted).
 
     Raises:
         ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
         FitError: a bad configuration (one line naming the key), or no checkpoint was written.
     """
+    if isinstance(argv, pl.LightningModule):
+        from ssl_cyto.training.fit_objects import fit_task
+
+        if data is None:
+            raise FitError("fit(task, data): give the data (a CellDataModule or a data string)")
+        return fit_task(argv, data, callbacks=callbacks, **trainer_options)  # type: ignore[arg-type]
+    if data is not None or trainer_options:
+        raise FitError("fit(argv): data and trainer options go into the argument list (or pass a task object)")
+    if isinstance(argv, str):
+        raise FitError("fit(argv): give a list of arguments, e.g. ['--config', 'smoke_simclr.yaml']")
     try:
         cli = build_cli(argv, callbacks=callbacks, run=True)
     except Preempted as stop:
         return FitOutcome(checkpoint=stop.path or "", preempted=stop)
-    return FitOutcome(checkpoint=_final_checkpoint(cli))
+    return FitOutcome(checkpoint=final_checkpoint(cli.trainer, cli.root_dir))
 
 
-def run_fit(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> str:
-    """Train as ``ssl-cyto fit ARGV`` would; returns the path of the final ``last.ckpt``.
+def run_fit(
+    argv: Sequence[str] | SSLTask,
+    data: Any = None,
+    callbacks: Sequence[pl.Callback] = (),
+    **trainer_options: Any,
+) -> str:
+    """Train; returns the path of the final ``last.ckpt``. Two forms::
 
-    Rerunning with the same ``trainer.default_root_dir`` resumes. With ``--trainer.fast_dev_run=true`` no
-    checkpoint is written and ``""`` is returned.
+        run_fit(["--config", "smoke_simclr", "--trainer.max_steps=50"])      # as ssl-cyto fit ARGV
+        run_fit(task, "shards/", default_root_dir="runs/a", max_steps=50)    # from Python objects
+
+    The second takes an :class:`~ssl_cyto.tasks.base.SSLTask`, a
+    :class:`~ssl_cyto.data.datamodule.CellDataModule` or data string, and ``pl.Trainer`` options, plus
+    ``sections=``, ``run=``, ``seed=`` (:func:`ssl_cyto.training.fit_objects.fit_task`); both build the
+    same callbacks, checkpoints and resume. Rerunning with the same ``default_root_dir`` resumes. With
+    ``fast_dev_run`` no checkpoint is written and ``""`` is returned.
 
     Raises:
         ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
@@ -360,4 +393,4 @@ def run_fit(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> str:
     A preempted run (SIGUSR1 / SIGTERM) returns the checkpoint it saved; :func:`fit_outcome` tells
     the two apart.
     """
-    return fit_outcome(argv, callbacks).checkpoint
+    return fit_outcome(argv, data, callbacks, **trainer_options).checkpoint

@@ -77,7 +77,9 @@ def _preempt_once(tmp: Path, cmd: list[str], sig: signal.Signals, previous: int,
     ckpt = load(last)
     step = ckpt["global_step"]
     assert step == line["saved"] == ckpt["ssl_cyto"]["global_step"]
-    assert line["after"] is not None and step == line["after"] + 1  # the boundary right after the signal
+    # the boundary right after the signal: the next step, or this one when the signal came after its
+    # optimiser step but before the step-end hooks
+    assert line["after"] is not None and line["after"] <= step <= line["after"] + 1
     assert step > observed >= previous + 3 > 0
     history = ckpt["callbacks"]["Preemption"]["history"]
     assert len(history) == n and history[-1]["step"] == step and history[-1]["signal"] == sig.name
