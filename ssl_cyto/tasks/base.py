@@ -154,8 +154,8 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
     # ---- model ------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features (B, D)."""
-        fwd = self.__dict__.get("_compiled_backbone") or self.backbone
-        return fwd(x)
+        fwd = self.__dict__.get("_compiled_backbone")  # not `or`: bool() of a compiled module calls len()
+        return (self.backbone if fwd is None else fwd)(x)
 
     def export_backbone(self) -> nn.Module:
         """The backbone to export for embedding (DINO overrides: the teacher)."""
