@@ -121,7 +121,7 @@ def make_task(method: str, p: dict[str, Any], compiled: bool, backend: str) -> A
         "compile": compiled,
     }
     if method == "simclr":
-        task = SimCLR(projection_hidden_dim=p["hidden"], projection_dim=128, **common)
+        task: Any = SimCLR(projection_hidden_dim=p["hidden"], projection_dim=128, **common)
     else:
         task = DINO(n_local_crops=p["n_local"], local_size=p["local"], head_output_dim=p["heads"], **common)
     if compiled and backend != "inductor":  # the task compiles with the default backend; this one instead

@@ -1,6 +1,7 @@
 """Code rules of docs/architecture.md, checked on the AST of every module of ssl_cyto/.
 
 * no module over 450 lines (one job per file);
+* no function over 100 lines in the packages of :data:`SHORT_FUNCTION_PACKAGES`;
 * no class defined inside a function (classes are found, grepped and typed where they live);
 * no assignment into ``globals()`` and none to ``__qualname__`` (no classes published at run time).
 """
@@ -15,6 +16,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ssl_cyto"
 MAX_LINES = 450
 MODULES = sorted(PACKAGE.rglob("*.py"))
+MAX_FUNCTION_LINES = 100
+#: Packages (folders under ssl_cyto/) whose functions stay under MAX_FUNCTION_LINES lines.
+SHORT_FUNCTION_PACKAGES = ("training", "data/loading")
 
 
 def _rel(path: Path) -> str:
@@ -60,6 +64,20 @@ def test_package_has_modules() -> None:
 def test_module_length(path: Path) -> None:
     n = len(path.read_text(encoding="utf-8").splitlines())
     assert n <= MAX_LINES, f"{_rel(path)} has {n} lines (at most {MAX_LINES}: split it by job)"
+
+
+@pytest.mark.parametrize(
+    "path", [m for m in MODULES if any(m.is_relative_to(PACKAGE / p) for p in SHORT_FUNCTION_PACKAGES)], ids=_rel
+)
+def test_function_length(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    long = [
+        f"{node.name}() has {node.end_lineno - node.lineno + 1} lines"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert long == [], f"{_rel(path)}: {long} (at most {MAX_FUNCTION_LINES} lines: split the function)"
 
 
 @pytest.mark.parametrize("path", MODULES, ids=_rel)

@@ -35,6 +35,7 @@ from ssl_cyto.data.loading import (
     LabelledSubset,
     RankShareSampler,
     ResolvedData,
+    TrainLoaderOptions,
     pick_labelled,
     resolve_data,
     train_loader,
@@ -214,11 +215,9 @@ class CellDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Exactly :meth:`train_batches` batches of views per pass, the same number on every rank."""
         rank, world = self._rank_world()
-        return train_loader(
-            self.resolved,
-            self._task_transform("train_transform"),
-            self.batch_size,
-            self.train_batches(world),
+        options = TrainLoaderOptions(
+            batch_size=self.batch_size,
+            batches=self.train_batches(world),
             num_workers=self.num_workers,
             shuffle_buffer=self.shuffle_buffer,
             source_weights=self.source_weights,
@@ -232,6 +231,7 @@ class CellDataModule(pl.LightningDataModule):
             continuous=self.batches_per_epoch is not None,
             resume=self._resume,
         )
+        return train_loader(self.resolved, self._task_transform("train_transform"), options)
 
     def val_dataloader(self) -> DataLoader | list:
         """``(images, labels)`` of this rank's share of the labelled subset (``[]`` when there is none)."""

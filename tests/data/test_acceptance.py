@@ -80,22 +80,17 @@ def test_weighted_epoch_reads_each_cell_once_across_ranks_and_workers(
     root, source_of = weighted_shards
     res = loading.resolve_data(str(root))
     batch, batches = 8, 16  # an epoch reads 2 x 16 x 8 = 256 of the ~300 accepted cells
-    loaders = [
-        loading.train_loader(
-            res,
-            CellIndex(),
-            batch,
-            batches,
-            num_workers=2,
-            shuffle_buffer=16,
-            source_weights=WEIGHTS,
-            seed=1,
-            rank=rank,
-            world_size=2,
-            continuous=continuous,
-        )
-        for rank in range(2)
-    ]
+    options = loading.TrainLoaderOptions(
+        batch_size=batch,
+        batches=batches,
+        num_workers=2,
+        shuffle_buffer=16,
+        source_weights=WEIGHTS,
+        seed=1,
+        world_size=2,
+        continuous=continuous,
+    )
+    loaders = [loading.train_loader(res, CellIndex(), options, rank=rank) for rank in range(2)]
     for epoch in range(1 if continuous else 2):
         cells = [int(i) for ld in loaders for (view,) in ld for i in view.flatten()]
         assert len(cells) == 2 * batches * batch
@@ -115,7 +110,7 @@ def test_a_small_pool_starts_a_new_pass_and_says_so(
     root, _ = weighted_shards
     res = loading.resolve_data(str(root))
     loader = loading.train_loader(
-        res, CellIndex(), 8, 50, num_workers=0, shuffle_buffer=16, source_weights=WEIGHTS, continuous=True
+        res, CellIndex(), batch_size=8, batches=50, shuffle_buffer=16, source_weights=WEIGHTS, continuous=True
     )
     assert "continues into a new pass" in capsys.readouterr().err
     cells = [int(i) for (view,) in loader for i in view.flatten()]

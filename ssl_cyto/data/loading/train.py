@@ -54,16 +54,14 @@ from ssl_cyto.data.loading.acceptance import (
     source_accept,
 )
 from ssl_cyto.data.loading.catalog_train import CatalogTrainDataset, FixedLengthSampler
-from ssl_cyto.data.loading.decode import collate_views, decode_sample, row_path
-from ssl_cyto.data.loading.resolve import DataSpecError, ResolvedData
+from ssl_cyto.data.loading.decode import collate_views, decode_sample
+from ssl_cyto.data.loading.resolve import DataSpecError
 from ssl_cyto.data.loading.seeding import (
     current_worker,
-    ignore_preemption_signals,
     mix_seed,
     sample_seed,
     seeded,
 )
-from ssl_cyto.formats.catalog import catalog_rows
 
 __all__ = [
     "CatalogTrainDataset",
@@ -71,7 +69,6 @@ __all__ = [
     "FixedLengthSampler",
     "ShardTrainStream",
     "source_accept",
-    "train_loader",
 ]
 
 MAX_IDLE_SAMPLES = 100_000  # a train stream gives up after this many samples in a row yield nothing
@@ -331,102 +328,3 @@ class EpochLoader(DataLoader):
         self._passes += 1
         self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
         return super().__iter__()
-
-
-def train_loader(
-    res: ResolvedData,
-    transform: Callable[[Any], Any],
-    batch_size: int,
-    batches: int,
-    num_workers: int = 0,
-    shuffle_buffer: int = 1000,
-    source_weights: dict[str, float] | None = None,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    epoch: int = 0,
-    epoch_fn: Callable[[], int] | None = None,
-    pin_memory: bool = False,
-    persistent_workers: bool = False,
-    continuous: bool = False,
-    resume: tuple[int, int] | None = None,
-) -> DataLoader:
-    """The training loader of resolved data: exactly ``batches`` batches of ``batch_size`` per pass.
-
-    Args:
-        res: the resolved training data.
-        transform: PIL RGB -> list[Tensor] (the views).
-        batch_size: cells per batch.
-        batches: batches per epoch on this rank.
-        num_workers: DataLoader workers.
-        shuffle_buffer: samples held per worker for shuffling a shard stream.
-        source_weights: relative per-cell sampling weight by source (unlisted sources: 1.0).
-        seed: seeds the shard stream or the sampler.
-        rank: this process's global rank.
-        world_size: number of ranks.
-        epoch: the epoch of the first pass (catalogs; Lightning calls ``sampler.set_epoch`` later).
-        epoch_fn: returns the current epoch before each pass (shards).
-        pin_memory: DataLoader ``pin_memory``.
-        persistent_workers: DataLoader ``persistent_workers``.
-        continuous: consecutive epochs continue the stream (set with ``batches_per_epoch``).
-        resume: ``(epoch, batches consumed)`` of a restart: that epoch's first batches are skipped.
-
-    Returns:
-        An :class:`EpochLoader` over a :class:`ShardTrainStream` (shards), or a ``DataLoader`` over a
-        :class:`CatalogTrainDataset` with a :class:`FixedLengthSampler` (catalogs and folders).
-    """
-    if res.kind == "shards":
-        ds = ShardTrainStream(
-            res.urls,
-            transform,
-            batch_size,
-            batches,
-            shuffle_buffer=shuffle_buffer,
-            source_weights=source_weights,
-            known_sources=set(res.sources) if res.sources else None,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            counts=res.counts,
-            continuous=continuous,
-        )
-        if resume is not None:
-            ds.resume_at(*resume)
-        return EpochLoader(
-            ds,
-            batch_size=None,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            worker_init_fn=ignore_preemption_signals,
-            epoch_fn=epoch_fn,
-        )
-    assert res.catalog is not None
-    rows = catalog_rows(res.catalog)
-    weights = None
-    accept = source_accept(source_weights, {r["source"] for r in rows})
-    if accept is not None:
-        weights = [accept.get(r["source"], accept[DEFAULT_KEY]) for r in rows]
-    sampler = FixedLengthSampler(
-        len(rows),
-        batches * batch_size,
-        rank=rank,
-        world_size=world_size,
-        seed=seed,
-        weights=weights,
-        continuous=continuous,
-    )
-    sampler.set_epoch(epoch)
-    if resume is not None:
-        sampler.resume_at(resume[0], resume[1] * batch_size)
-    return DataLoader(
-        CatalogTrainDataset([row_path(r) for r in rows], transform),
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=True,
-        collate_fn=collate_views,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=persistent_workers,
-        worker_init_fn=ignore_preemption_signals,
-    )
