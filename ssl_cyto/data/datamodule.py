@@ -109,6 +109,7 @@ class CellDataModule(pl.LightningDataModule):
         self._resolved: ResolvedData | None = None
         self._val_items: list[LabelledItem] | None = None
         self._resume: tuple[int, int] | None = None
+        self._given: dict[str, Callable[[Any], Any]] = {}
 
     # ---- helpers ----------------------------------------------------------------------------
     @property
@@ -126,19 +127,21 @@ class CellDataModule(pl.LightningDataModule):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
+    def use_transforms(self, train_transform: Callable[[Any], Any], eval_transform: Callable[[Any], Any]) -> None:
+        """The transforms of the task being trained (its ``setup`` hands them over; ones set by hand on
+        ``datamodule.train_transform`` / ``eval_transform`` win). The data layer never reads the task."""
+        self._given = {"train_transform": train_transform, "eval_transform": eval_transform}
+
     def _task_transform(self, name: str) -> Callable[[Any], Any]:
         own = getattr(self, name)
         if own is not None:
             return own
-        trainer = self.trainer
-        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
-        transform = getattr(module, name, None)
-        if transform is None:
+        if name not in self._given:
             raise RuntimeError(
-                f"CellDataModule needs a {name}: attach it to a Trainer whose LightningModule has "
-                f"`.{name}`, or set datamodule.{name}"
+                f"CellDataModule needs a {name}: train it with an SSLTask (whose setup hands its transforms "
+                f"over), call datamodule.use_transforms(...), or set datamodule.{name}"
             )
-        return transform
+        return self._given[name]
 
     def _current_epoch(self) -> int:
         trainer = self.trainer

@@ -33,10 +33,10 @@ from ssl_cyto.evaluation.dinobloom import (
     is_bm_mll,
 )
 from ssl_cyto.evaluation.image_hash import ImageHash
-from ssl_cyto.evaluation.progress import Stages
 from ssl_cyto.evaluation.protocol import ProbeError
 from ssl_cyto.evaluation.report import markdown_table, write_report
 from ssl_cyto.evaluation.splits import Task, labelled
+from ssl_cyto.formats.progress import Stages
 
 __all__ = [
     "GENERATED_MARKERS",

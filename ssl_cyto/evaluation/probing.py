@@ -43,7 +43,6 @@ from ssl_cyto.evaluation.probe_report import (
     matek_reference,
     task_sections,
 )
-from ssl_cyto.evaluation.progress import Stages
 from ssl_cyto.evaluation.protocol import CLASSIFIERS, LABEL_FRACTIONS, PROTOCOLS, ProbeError
 from ssl_cyto.evaluation.rater_agreement import reannotation_agreement
 from ssl_cyto.evaluation.report import write_report
@@ -56,6 +55,7 @@ from ssl_cyto.evaluation.splits import (
     load_or_make_split,
 )
 from ssl_cyto.formats.outputs import check_output_dir
+from ssl_cyto.formats.progress import Stages
 from ssl_cyto.retrieval.metrics import retrieval_metrics
 
 __all__ = ["PROTOCOLS", "ProbeError", "headline", "probe"]

@@ -179,6 +179,14 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
         info.setdefault("task_class", f"{type(self).__module__}.{type(self).__qualname__}")
         info.setdefault("method", self.method)
 
+    def setup(self, stage: str) -> None:
+        """Hand this task's transforms to the data module (``use_transforms``): the coupling goes one way,
+        from the task to the data layer, which never reads the task."""
+        trainer = self._trainer
+        give = getattr(getattr(trainer, "datamodule", None), "use_transforms", None) if trainer else None
+        if callable(give):
+            give(self.train_transform, self.eval_transform)
+
     def configure_model(self) -> None:
         trainer = self._trainer
         # SyncBatchNorm needs an accelerator (PyTorch refuses CPU tensors), so CPU DDP keeps local BN.
