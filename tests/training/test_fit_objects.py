@@ -18,7 +18,6 @@ def _task() -> SimCLR:
     return SimCLR(backbone="tiny_cnn", backbone_kwargs={"width": 4, "depth": 2}, input_size=32)
 
 
-@pytest.mark.slow
 def test_fit_from_objects_writes_and_resumes(
     tmp_path: Path, synth_folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
