@@ -7,12 +7,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
-
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 
-@pytest.mark.slow
 def test_dry_run_writes_every_stage(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     assert spec is not None and spec.loader is not None

@@ -24,7 +24,9 @@ def test_fit_from_objects_writes_and_resumes(
     root = tmp_path / "run"
 
     def data() -> CellDataModule:
-        return CellDataModule(str(synth_folder), batch_size=8, num_workers=0, batches_per_epoch=2, val_size=24)
+        return CellDataModule(
+            str(synth_folder), batch_size=8, num_workers=0, batches_per_epoch=2, val_size=24
+        )
 
     options = {"default_root_dir": str(root), "accelerator": "cpu", "run": {"logger": "none"}}
     sections = {"checkpoint": {"every_n_train_steps": 2}, "progress": {"every_s": 0.01}}

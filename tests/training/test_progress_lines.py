@@ -31,7 +31,10 @@ def test_lines_follow_the_clock() -> None:
         now[0] += 1.0
         trainer.global_step = step
         cb.on_train_batch_end(trainer, None, {"loss": torch.tensor(2.5)}, batch, step)  # type: ignore[arg-type]
-    assert [line.split(",")[0] for line in cb.lines[1:]] == ["fit: step 10/100 (10%)", "fit: step 20/100 (20%)"]
+    assert [line.split(",")[0] for line in cb.lines[1:]] == [
+        "fit: step 10/100 (10%)",
+        "fit: step 20/100 (20%)",
+    ]
     # 10 steps x 8 images x 2 ranks in 10 s; 80 steps left at 1 s each
     assert "loss 2.5, 16 img/s, elapsed 00:00:20, ETA 00:01:20" in cb.lines[2]
 
@@ -39,10 +42,16 @@ def test_lines_follow_the_clock() -> None:
 def test_fit_into_a_file_prints_progress_lines(tmp_path: Path, synth_folder: Path) -> None:
     log = tmp_path / "log.txt"
     cmd = [sys.executable, "-m", "ssl_cyto", "fit", "--config", str(CONFIG_DIR / "smoke_simclr.yaml")]
-    cmd += [*tiny_args(tmp_path / "run", synth_folder, steps=6), "--progress.every_s=0.01", "--run.logger=none"]
+    cmd += [
+        *tiny_args(tmp_path / "run", synth_folder, steps=6),
+        "--progress.every_s=0.01",
+        "--run.logger=none",
+    ]
     cmd.remove("--trainer.enable_progress_bar=false")  # not a terminal: no bar by default
     with log.open("w") as out:
-        proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), stdout=out, stderr=subprocess.STDOUT, timeout=300)
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=_env(), stdout=out, stderr=subprocess.STDOUT, timeout=300
+        )
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
     lines = [ln for ln in text.splitlines() if ln.startswith("fit: step")]

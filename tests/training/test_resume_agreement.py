@@ -49,7 +49,9 @@ def test_dirpath_resume_fallback_and_reshape(
     assert load(ck / "last.ckpt")["global_step"] == 4 and load(ck / "previous.ckpt")["global_step"] == 2
     capsys.readouterr()
 
-    assert main(["--config", "smoke_simclr", *args, "--trainer.max_steps=6"]) == 0  # the custom dirpath resumes
+    assert (
+        main(["--config", "smoke_simclr", *args, "--trainer.max_steps=6"]) == 0
+    )  # the custom dirpath resumes
     assert f"resuming from {ck / 'last.ckpt'}" in capsys.readouterr().err
     assert load(ck / "last.ckpt")["global_step"] == 6
 
@@ -104,18 +106,25 @@ def _two_ranks(tmp: Path, cmd: list[str], tag: str, timeout: float = 300) -> tup
 def test_one_rank_failing_to_read_never_starts_alone(tmp_path: Path, synth_folder: Path) -> None:
     root = tmp_path / "run"
     last = root / "checkpoints" / "last.ckpt"
-    cmd = fit_cmd(root, synth_folder, "--trainer.strategy=ddp", "--trainer.accelerator=cpu", workers=0, nodes=2)
+    cmd = fit_cmd(
+        root, synth_folder, "--trainer.strategy=ddp", "--trainer.accelerator=cpu", workers=0, nodes=2
+    )
     codes, texts = _two_ranks(tmp_path, [*cmd, "--trainer.max_steps=3"], "a")
     assert codes == [0, 0], texts[0][-2000:] + texts[1][-2000:]
 
     def flaky(failures: int) -> str:
-        spec = {"class_path": "tests.training.fake_slurm.FlakyCheckpointIO", "init_args": {"failures": failures}}
+        spec = {
+            "class_path": "tests.training.fake_slurm.FlakyCheckpointIO",
+            "init_args": {"failures": failures},
+        }
         return f"--trainer.plugins={json.dumps(spec)}"
 
     # a transient error on rank 1 (one failed read): retried, both ranks resume at step 3
     dump = tmp_path / "dump"
     dump.mkdir()
-    callback = json.dumps({"class_path": "tests.training.fake_slurm.DumpParams", "init_args": {"out_dir": str(dump)}})
+    callback = json.dumps(
+        {"class_path": "tests.training.fake_slurm.DumpParams", "init_args": {"out_dir": str(dump)}}
+    )
     rerun = [*cmd, "--trainer.max_steps=5", flaky(1), f"--trainer.callbacks+={callback}"]
     codes, texts = _two_ranks(tmp_path, rerun, "b")
     assert codes == [0, 0], texts[0][-2000:] + texts[1][-2000:]
