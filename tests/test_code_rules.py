@@ -19,7 +19,15 @@ MAX_LINES = 450
 MODULES = sorted(PACKAGE.rglob("*.py"))
 MAX_FUNCTION_LINES = 100
 #: Packages (path prefixes under ssl_cyto/) held to MAX_FUNCTION_LINES (add yours when your issue rewrites it).
-SHORT_FUNCTION_PACKAGES = ("models/", "embedding/", "retrieval/", "serve/", "evaluation/")
+SHORT_FUNCTION_PACKAGES = (
+    "models/",
+    "embedding/",
+    "retrieval/",
+    "serve/",
+    "evaluation/",
+    "training/",
+    "data/loading/",
+)
 
 
 def _rel(path: Path) -> str:

@@ -10,8 +10,10 @@ Before LightningCLI parses, three conveniences are applied to the arguments:
   torch nor Lightning; ``--help-full`` is LightningCLI's whole parser.
 
 A bad key or value exits 2 with one line naming it; a run stopped by the collapse / NaN guard exits 1,
-keeping the last good checkpoint; a preempted run (SIGUSR1 / SIGTERM: one checkpoint, SLURM requeue)
-and Ctrl-C exit 130, and rerunning the same command resumes.
+keeping the last good checkpoint; a run preempted by a requeue signal (default SIGUSR1: one checkpoint,
+SLURM requeue) and Ctrl-C exit 130, and rerunning the same command resumes; a run stopped by another
+signal (default SIGTERM, e.g. ``scancel``: one checkpoint, no requeue) exits 128 + the signal number
+(143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ KEY_OPTIONS = """\
   --trainer.devices N --trainer.num_nodes N --trainer.accelerator cpu|gpu --trainer.precision P
   --checkpoint.every_n_train_steps N   last.ckpt interval
   --run.logger csv|wandb|both|none  --run.resume true|false   --ckpt_path FILE
-  --preemption.requeue true|false   scontrol requeue on SIGUSR1/SIGTERM under SLURM
+  --preemption.requeue_signals [..] signals that requeue under SLURM (default [SIGUSR1]; SIGTERM stops)
   --print_config                    print the resolved config and exit (no training)
   --help-full                       every option of the LightningCLI parser (imports torch)"""
 
@@ -69,15 +71,13 @@ def short_help() -> str:
     from ssl_cyto.tasks.registry import METHODS
 
     methods = "\n".join(f"  {name:<14} {path.replace(':', '.')}" for name, path in METHODS.items())
-    configs = "\n".join(
-        f"  {p.stem:<22} {_config_summary(p)}" for p in sorted(_config_dir().glob("*.yaml"))
-    )
+    configs = "\n".join(f"  {p.stem:<22} {_config_summary(p)}" for p in sorted(_config_dir().glob("*.yaml")))
     return (
         "usage: ssl-cyto fit [--config FILE|NAME] [--model METHOD] [--KEY VALUE ...]\n\n"
         "Pretrain a self-supervised method with LightningCLI. Rerunning the same command resumes from\n"
-        "the checkpoint with the highest global step under --trainer.default_root_dir. On SIGUSR1 or\n"
-        "SIGTERM (SLURM: --signal=SIGUSR1@90) a run saves one checkpoint, requeues the SLURM job and\n"
-        "exits 130. See docs/training.md.\n\n"
+        "the checkpoint with the highest global step under --trainer.default_root_dir. On SIGUSR1\n"
+        "(SLURM: --signal=SIGUSR1@90) a run saves one checkpoint, requeues the SLURM job and exits 130;\n"
+        "on SIGTERM (scancel) it saves one checkpoint and exits 143. See docs/training.md.\n\n"
         f"methods (--model NAME):\n{methods}\n\n"
         f"packaged configs (--config NAME):\n{configs}\n\n"
         f"key options:\n{KEY_OPTIONS}\n\n"
@@ -125,14 +125,21 @@ def rewrite_argv(argv: list[str]) -> list[str]:
 
 def run_raw(argv: list[str]) -> int:
     """``ssl-cyto fit ARGV``; returns the exit status (2 for a bad config, 1 when the guard stopped a run,
-    130 when preempted)."""
+    130 when preempted by a requeue signal, 128 + N when stopped by signal N without a requeue)."""
     if "--help-full" in argv:
         argv = ["--help" if a == "--help-full" else a for a in argv]
     elif "-h" in argv or "--help" in argv:
         print(short_help())
         return EXIT_OK
-    argv = rewrite_argv(argv)
+    from ssl_cyto.training.stop_flag import early_signals
 
+    # The preemption flag first: a signal while torch is imported, the model built or DDP set up is
+    # recorded and handled when training starts (checkpoint, requeue or stop), never fatal.
+    with early_signals():
+        return _run(rewrite_argv(argv))
+
+
+def _run(argv: list[str]) -> int:
     from ssl_cyto.formats.errors import SslCytoError
     from ssl_cyto.training.callbacks import TrainingStopped
     from ssl_cyto.training.fit import fit_outcome
@@ -151,9 +158,22 @@ def run_raw(argv: list[str]) -> int:
             raise
         print(f"ssl-cyto fit: error: {exc}\n(set SSL_CYTO_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if outcome.preempted is not None:
-        print(f"ssl-cyto fit: preempted at step {outcome.preempted.step}; {RESUME_HINT}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    stop = outcome.preempted
+    if stop is not None:
+        if stop.exit_code == EXIT_INTERRUPTED:
+            print(f"ssl-cyto fit: preempted at step {stop.step}; {RESUME_HINT}", file=sys.stderr)
+        elif stop.path:
+            print(
+                f"ssl-cyto fit: stopped by {stop.signal_name} at step {stop.step} (no requeue); "
+                f"{RESUME_HINT} {stop.path}",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"ssl-cyto fit: stopped by {stop.signal_name} at step {stop.step}; no checkpoint saved",
+                file=sys.stderr,
+            )
+        return stop.exit_code
     if outcome.checkpoint:
         print(f"ssl-cyto fit: final checkpoint {outcome.checkpoint}")
     return EXIT_OK

@@ -35,6 +35,7 @@ from ssl_cyto.data.loading import (
     LabelledSubset,
     RankShareSampler,
     ResolvedData,
+    TrainLoaderOptions,
     pick_labelled,
     resolve_data,
     train_loader,
@@ -108,6 +109,7 @@ class CellDataModule(pl.LightningDataModule):
         self._resolved: ResolvedData | None = None
         self._val_items: list[LabelledItem] | None = None
         self._resume: tuple[int, int] | None = None
+        self._given: dict[str, Callable[[Any], Any]] = {}
 
     # ---- helpers ----------------------------------------------------------------------------
     @property
@@ -125,19 +127,21 @@ class CellDataModule(pl.LightningDataModule):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
+    def use_transforms(self, train_transform: Callable[[Any], Any], eval_transform: Callable[[Any], Any]) -> None:
+        """The transforms of the task being trained (its ``setup`` hands them over; ones set by hand on
+        ``datamodule.train_transform`` / ``eval_transform`` win). The data layer never reads the task."""
+        self._given = {"train_transform": train_transform, "eval_transform": eval_transform}
+
     def _task_transform(self, name: str) -> Callable[[Any], Any]:
         own = getattr(self, name)
         if own is not None:
             return own
-        trainer = self.trainer
-        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
-        transform = getattr(module, name, None)
-        if transform is None:
+        if name not in self._given:
             raise RuntimeError(
-                f"CellDataModule needs a {name}: attach it to a Trainer whose LightningModule has "
-                f"`.{name}`, or set datamodule.{name}"
+                f"CellDataModule needs a {name}: train it with an SSLTask (whose setup hands its transforms "
+                f"over), call datamodule.use_transforms(...), or set datamodule.{name}"
             )
-        return transform
+        return self._given[name]
 
     def _current_epoch(self) -> int:
         trainer = self.trainer
@@ -166,19 +170,37 @@ class CellDataModule(pl.LightningDataModule):
             warnings.warn(f"{self.val_data or self.data}: no labelled cells; online kNN is off", stacklevel=2)
 
     # ---- resume ---------------------------------------------------------------------------------
+    def shape(self) -> dict[str, int]:
+        """What a resume must keep for the stream to continue as it was: ranks, loader workers, batch size."""
+        return {
+            "world_size": self._rank_world()[1],
+            "num_workers": self.num_workers,
+            "batch_size": self.batch_size,
+        }
+
     def state_dict(self) -> dict[str, Any]:
-        """``{"epoch", "batches_done"}``: where the training stream stands (saved in checkpoints)."""
+        """``{"epoch", "batches_done", "shape"}``: where the training stream stands (saved in checkpoints)."""
         trainer = self.trainer
         if trainer is None or not hasattr(trainer, "fit_loop"):
-            return {"epoch": 0, "batches_done": 0}
+            return {"epoch": 0, "batches_done": 0, "shape": self.shape()}
         current = trainer.fit_loop.epoch_loop.batch_progress.current
         done = getattr(current, "processed", current.completed)  # batches trained this epoch
-        return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(done), "shape": self.shape()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`: the next pass of that epoch skips the batches consumed."""
-        if "epoch" in state:
-            self._resume = (int(state["epoch"]), int(state.get("batches_done", 0)))
+        """Restore :meth:`state_dict`: the next pass of that epoch skips the batches consumed.
+
+        A checkpoint of another shape (the trainer refuses it unless ``--run.allow_reshape``) keeps its
+        position in samples: ``batches_done x batch size x world size`` of the old shape.
+        """
+        if "epoch" not in state:
+            return
+        done = int(state.get("batches_done", 0))
+        old = state.get("shape") or {}
+        if old and old != self.shape():
+            samples = done * int(old.get("batch_size", self.batch_size)) * int(old.get("world_size", 1))
+            done = samples // (self.batch_size * self._rank_world()[1])
+        self._resume = (int(state["epoch"]), done)
 
     # ---- Lightning hooks --------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -196,11 +218,9 @@ class CellDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Exactly :meth:`train_batches` batches of views per pass, the same number on every rank."""
         rank, world = self._rank_world()
-        return train_loader(
-            self.resolved,
-            self._task_transform("train_transform"),
-            self.batch_size,
-            self.train_batches(world),
+        options = TrainLoaderOptions(
+            batch_size=self.batch_size,
+            batches=self.train_batches(world),
             num_workers=self.num_workers,
             shuffle_buffer=self.shuffle_buffer,
             source_weights=self.source_weights,
@@ -214,6 +234,7 @@ class CellDataModule(pl.LightningDataModule):
             continuous=self.batches_per_epoch is not None,
             resume=self._resume,
         )
+        return train_loader(self.resolved, self._task_transform("train_transform"), options)
 
     def val_dataloader(self) -> DataLoader | list:
         """``(images, labels)`` of this rank's share of the labelled subset (``[]`` when there is none)."""

@@ -12,6 +12,7 @@ registry (:mod:`ssl_cyto.tasks.registry`): a new method with a ``demo_<name>.yam
 
 from __future__ import annotations
 
+import importlib
 import json
 import shlex
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ssl_cyto.data.datamodule import CellDataModule
 from ssl_cyto.data.packing import pack
 from ssl_cyto.data.scanning import scan
 from ssl_cyto.data.sources import detect_source
@@ -38,6 +40,7 @@ from ssl_cyto.retrieval.search import query
 from ssl_cyto.tasks.registry import demo_config, method_names
 from ssl_cyto.training.export import export_checkpoint
 from ssl_cyto.training.fit import run_fit
+from ssl_cyto.training.fit_objects import SECTIONS
 
 GENERATED_LAYOUTS = ("aml-lmu", "bm-mll")
 GALLERY_QUERIES = 8
@@ -70,6 +73,17 @@ def _gallery_picks(emb_dir: Path) -> list[str]:
     labelled = cells[cells["label"].notna()]
     picks = labelled.groupby(["source", "label"], sort=True).head(1)
     return picks.groupby("source").head(GALLERY_QUERIES)["cell_id"].tolist()[:GALLERY_QUERIES]
+
+
+def _pretrain(config_path: Path, shard_dir: Path, workers: int, seed: int, root: Path, time_cap: str) -> str:
+    """The demo's recipe (``demo_<method>.yaml``) trained through ``ssl_cyto.fit(task, data, ...)``."""
+    cfg = yaml.safe_load(config_path.read_text())
+    module_name, cls_name = cfg["model"]["class_path"].rsplit(".", 1)
+    task = getattr(importlib.import_module(module_name), cls_name)(**cfg["model"].get("init_args", {}))
+    data = CellDataModule(**{**cfg.get("data", {}), "data": str(shard_dir), "num_workers": workers, "seed": seed})
+    sections = {k: v for k, v in cfg.items() if k in SECTIONS and v}
+    trainer = {**cfg.get("trainer", {}), "default_root_dir": str(root), "max_time": time_cap}
+    return run_fit(task, data, sections=sections, run=cfg.get("run"), seed=seed, **trainer)
 
 
 def run_demo(
@@ -133,12 +147,9 @@ def run_demo(
     post = estimate_post_training_seconds(n_cells, fwd, decode_sec)
     train_seconds = max(min_train_seconds, minutes * 60.0 - log.elapsed() - post)
     train_root = out / "train"
-    fit_args = ["--config", str(config_path), "--data.data", str(shard_dir), "--data.num_workers", str(workers)]
-    fit_args += ["--seed_everything", str(seed), "--trainer.default_root_dir", str(train_root)]
-    fit_args += ["--trainer.max_time", max_time(train_seconds)]
     ckpt = log.run(
         "pretrain",
-        lambda: run_fit(fit_args),
+        lambda: _pretrain(config_path, shard_dir, workers, seed, train_root, max_time(train_seconds)),
         f"{method}, {train_seconds:.0f}s budget (post-training stages estimated at {post:.0f}s)",
     )
     log.run("learning curve", lambda: plot_learning_curve(train_root, out / "learning_curve.png"))

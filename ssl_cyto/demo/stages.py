@@ -1,14 +1,15 @@
-"""The demo's stage log: one progress line per stage, its wall time, and the table in the report."""
+"""The demo's stage log: one progress line per stage (printed by :class:`ssl_cyto.formats.progress.Stages`,
+the one stage reporter), its wall time, and the table in the report."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ssl_cyto.formats.errors import SslCytoError
+from ssl_cyto.formats.progress import Stages
 
 
 class DemoError(SslCytoError):
@@ -22,6 +23,7 @@ class StageLog:
     total_stages: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     t_start: float = field(default_factory=time.monotonic)
+    say: Stages = field(default_factory=lambda: Stages("demo"))
 
     def run(self, name: str, fn: Callable[[], Any], detail: str = "") -> Any:
         """Run one stage, print its start and end with the elapsed time, and record its wall time.
@@ -30,7 +32,7 @@ class StageLog:
         anything else is a bug and propagates with its traceback.
         """
         i = len(self.rows) + 1
-        print(f"[demo {i}/{self.total_stages}] {name} {detail} (t+{self.elapsed():.0f}s)", file=sys.stderr, flush=True)
+        self.say(f"[{i}/{self.total_stages}] {name} {detail}".rstrip())
         t0 = time.monotonic()
         try:
             result = fn()
@@ -38,7 +40,7 @@ class StageLog:
             raise DemoError(f"stage '{name}' failed: {exc}") from exc
         dt = time.monotonic() - t0
         self.rows.append({"stage": name, "seconds": round(dt, 1), "detail": detail})
-        print(f"[demo {i}/{self.total_stages}] {name} done in {dt:.1f}s", file=sys.stderr, flush=True)
+        self.say(f"[{i}/{self.total_stages}] {name} done in {dt:.1f}s")
         return result
 
     def skip(self, name: str, detail: str) -> None:

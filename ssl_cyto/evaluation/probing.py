@@ -26,12 +26,12 @@ from ssl_cyto.evaluation.dedup import folds_leakage, leakage_warning
 from ssl_cyto.evaluation.dinobloom_probe import DinoBloomProtocol
 from ssl_cyto.evaluation.holdout import CrossValidation, HoldOut
 from ssl_cyto.evaluation.probe_report import headline
-from ssl_cyto.evaluation.progress import Stages
 from ssl_cyto.evaluation.protocol import ProbeContext, ProbeError, Protocol
 from ssl_cyto.evaluation.report import write_report
 from ssl_cyto.evaluation.splits import Task, has_value, labelled, load_embeddings
 from ssl_cyto.formats.outputs import check_output_dir
 from ssl_cyto.formats.probe_json import write_probe_json
+from ssl_cyto.formats.progress import Stages
 
 __all__ = ["PROTOCOLS", "ProbeError", "get_protocol", "headline", "probe", "register_protocol"]
 

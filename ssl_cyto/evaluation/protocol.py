@@ -97,7 +97,7 @@ class ProbeContext:
     main_model: str = ""
     models: dict[str, str] = field(default_factory=dict)  # name -> embedding folder
     log: Callable[[str], None] = print
-    """One progress line (the runner passes its :class:`~ssl_cyto.evaluation.progress.Stages`)."""
+    """One progress line (the runner passes its :class:`~ssl_cyto.formats.progress.Stages`)."""
 
 
 class Protocol(ABC):

@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ssl_cyto.evaluation.progress import Stages
 from ssl_cyto.evaluation.report import markdown_table, write_report
 from ssl_cyto.formats.embeddings import read_embedding_folder
 from ssl_cyto.formats.errors import InputError, SslCytoError
 from ssl_cyto.formats.outputs import check_output_dir
+from ssl_cyto.formats.progress import Stages
 
 __all__ = ["TRANSFORM_BLOCK", "UNLABELLED", "UmapError", "stratified_subsample", "umap_map"]
 

@@ -1,4 +1,7 @@
-"""Progress bars for every long step: a tqdm bar on a terminal, plain lines in a log file.
+"""Progress of every long step, in one place: a tqdm bar on a terminal, plain lines in a log file
+(:func:`progress_bar`), and one timed line per stage of a command (:class:`Stages`; the evaluation
+commands and the demo). ``ssl-cyto fit``'s own progress lines are
+:class:`ssl_cyto.training.callbacks.ProgressLines`, which uses :func:`is_terminal` from here.
 
 On a terminal (stderr is a TTY) :func:`progress_bar` is an ordinary tqdm bar. Written to a file or
 a pipe (a SLURM log, ``2> log.txt``), carriage-return redraws would pile up as one unreadable line,
@@ -14,11 +17,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO, Any
+import time
+from typing import IO, Any, TextIO
 
 from tqdm import tqdm
 
-__all__ = ["LOG_INTERVAL_S", "PLAIN_FORMAT", "LineWriter", "is_terminal", "progress_bar"]
+__all__ = ["LOG_INTERVAL_S", "PLAIN_FORMAT", "LineWriter", "Stages", "is_terminal", "progress_bar"]
 
 LOG_INTERVAL_S = 30.0
 PLAIN_FORMAT = (
@@ -121,3 +125,36 @@ def progress_bar(
         ascii=True,
         **kwargs,
     )
+
+
+class Stages:
+    """Prints ``<command>: [<elapsed> s] <message>`` for each stage on stderr (nothing when ``quiet``).
+
+    Plain lines rather than a bar, so a SLURM log (no terminal) reads the same as a terminal:
+    ``probe: [  12.3 s] linear probe and kNN of simclr (tiny_cnn) on bm-mll``.
+
+    Args:
+        command: the label at the start of each line.
+        quiet: print nothing.
+        stream: where to write (default ``sys.stderr`` at the time of each line).
+    """
+
+    def __init__(self, command: str, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.command = command
+        self.quiet = quiet
+        self.stream = stream
+        self.t0 = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the start."""
+        return time.perf_counter() - self.t0
+
+    def __call__(self, message: str) -> None:
+        """Print one stage line."""
+        if not self.quiet:
+            print(
+                f"{self.command}: [{self.elapsed:7.1f} s] {message}",
+                file=self.stream or sys.stderr,
+                flush=True,
+            )

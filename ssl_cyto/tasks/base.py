@@ -180,8 +180,8 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
     # ---- model ------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features (B, D)."""
-        fwd = self.__dict__.get("_compiled_backbone") or self.backbone
-        return fwd(x)
+        fwd = self.__dict__.get("_compiled_backbone")  # not `or`: bool() of a compiled module calls len()
+        return (self.backbone if fwd is None else fwd)(x)
 
     def export_backbone(self) -> nn.Module:
         """The backbone to export for embedding (DINO overrides: the teacher)."""
@@ -210,6 +210,14 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
         info = checkpoint.setdefault("ssl_cyto", {})
         info.setdefault("task_class", f"{type(self).__module__}.{type(self).__qualname__}")
         info.setdefault("method", self.method)
+
+    def setup(self, stage: str) -> None:
+        """Hand this task's transforms to the data module (``use_transforms``): the coupling goes one way,
+        from the task to the data layer, which never reads the task."""
+        trainer = self._trainer
+        give = getattr(getattr(trainer, "datamodule", None), "use_transforms", None) if trainer else None
+        if callable(give):
+            give(self.train_transform, self.eval_transform)
 
     def configure_model(self) -> None:
         trainer = self._trainer

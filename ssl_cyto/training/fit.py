@@ -12,16 +12,22 @@ On top of LightningCLI this entry point adds (all overridable from YAML or the c
 
 * ``checkpoint:`` a :class:`~ssl_cyto.training.callbacks.LastCheckpoint` writing
   ``<trainer.default_root_dir>/checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and
-  at every epoch end. Rerunning the same command resumes automatically from the checkpoint with the
-  highest global step that loads (:func:`~ssl_cyto.training.preemption.find_resume_checkpoint`; model,
-  optimiser, schedulers, DINO teacher and centre, global step, callback states); ``--run.resume=false``
-  starts afresh, ``--ckpt_path=X`` resumes from X. Every checkpoint is written atomically.
+  at every epoch end (or in ``checkpoint.dirpath``). Rerunning the same command resumes automatically
+  from the checkpoint with the highest global step that loads, chosen once by rank 0 and loaded by every
+  rank or none (:mod:`ssl_cyto.training.resume`; model, optimiser, schedulers, DINO teacher and centre,
+  global step, callback states); ``--run.resume=false`` starts afresh, ``--ckpt_path=X`` resumes from X;
+  ``--run.allow_reshape=true`` accepts another world size, worker count or batch size. Every
+  checkpoint is written atomically and flushed to the disk; the one before ``last.ckpt`` is kept.
 * ``preemption:`` :class:`~ssl_cyto.training.callbacks.preemption.Preemption`: on SIGUSR1 (SLURM's
   ``--signal=SIGUSR1@90``) or SIGTERM every rank stops at the next step boundary after one ``last.ckpt``,
   rank 0 calls ``scontrol requeue $SLURM_JOB_ID`` once under SLURM, and the run exits (the CLI: 130).
   Lightning's own requeue is off (``SLURMEnvironment(auto_requeue=False)``).
 * ``budget:`` :class:`~ssl_cyto.training.callbacks.step_budget.StepBudget`: under ``trainer.max_time``, a
   step budget decided once, agreed by every rank and stored in the checkpoint.
+* ``progress:`` :class:`~ssl_cyto.training.callbacks.ProgressLines`: when the output is not a terminal,
+  one line every ``progress.every_s`` seconds (step / total, loss, images/s, ETA, latest kNN); a terminal
+  keeps Lightning's bar. Lightning's tips and irrelevant warnings are silenced in
+  :mod:`ssl_cyto.training.console`.
 * ``knn:`` :class:`~ssl_cyto.training.callbacks.OnlineKNN`, ``guard:``
   :class:`~ssl_cyto.training.callbacks.CollapseGuard`, ``throughput:``
   :class:`~ssl_cyto.training.callbacks.Throughput`.
@@ -40,8 +46,6 @@ import glob
 import hashlib
 import json
 import os
-import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +66,7 @@ from ssl_cyto.training.callbacks import (
     CollapseGuard,
     LastCheckpoint,
     OnlineKNN,
+    ProgressLines,
     RunMetadata,
     Throughput,
     TrainingStopped,
@@ -69,6 +74,7 @@ from ssl_cyto.training.callbacks import (
 )
 from ssl_cyto.training.callbacks.preemption import Preemption
 from ssl_cyto.training.callbacks.step_budget import StepBudget
+from ssl_cyto.training.console import bar_wanted, quiet_lightning
 from ssl_cyto.training.loggers import (
     LOGGER_CHOICES,
     finish_wandb,
@@ -78,6 +84,7 @@ from ssl_cyto.training.loggers import (
     wandb_run_id,
 )
 from ssl_cyto.training.preemption import CHECKPOINT_DIR, Preempted, cluster_plugins, find_resume_checkpoint
+from ssl_cyto.training.resume import AgreedResume, checkpoint_dirs
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -87,6 +94,7 @@ __all__ = [
     "SSLCytoCLI",
     "build_cli",
     "config_hash",
+    "final_checkpoint",
     "find_resume_checkpoint",
     "fit_outcome",
     "run_fit",
@@ -94,10 +102,6 @@ __all__ = [
     "wandb_mode",
     "wandb_run_id",
 ]
-
-#: Lightning's warning when a datamodule has a val_dataloader but the task no validation_step: the
-#: labelled validation subset is read by the OnlineKNN / CollapseGuard callbacks instead, so it misleads.
-_VAL_LOOP_WARNING = "You passed in a `val_dataloader` but have no `validation_step`"
 
 
 class FitError(InputError):
@@ -171,7 +175,13 @@ class SSLCytoCLI(LightningCLI):
             "--run.resume",
             type=bool,
             default=True,
-            help="resume from the checkpoint with the highest global step under <default_root_dir> when present",
+            help="resume from the checkpoint with the highest global step (checkpoint.dirpath, <default_root_dir>/checkpoints)",
+        )
+        parser.add_argument(
+            "--run.allow_reshape",
+            type=bool,
+            default=False,
+            help="resume a checkpoint written with another world size, worker count or batch size",
         )
         parser.add_lightning_class_args(LastCheckpoint, "checkpoint")
         parser.add_lightning_class_args(Preemption, "preemption")
@@ -179,6 +189,7 @@ class SSLCytoCLI(LightningCLI):
         parser.add_lightning_class_args(OnlineKNN, "knn")
         parser.add_lightning_class_args(CollapseGuard, "guard")
         parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(ProgressLines, "progress")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Parse; a bad key or value is one line naming it (not the whole usage) and a FitError."""
@@ -225,22 +236,24 @@ class SSLCytoCLI(LightningCLI):
             name = run.name or f"{self.method}-{Path(self.root_dir).resolve().name}"
             kwargs["logger"] = make_loggers(run.logger, self.root_dir, name, run.project, run.entity)
         kwargs["plugins"] = cluster_plugins(cfg.get("plugins"))
+        kwargs["enable_progress_bar"] = bar_wanted(cfg.get("enable_progress_bar"))
         return super().instantiate_trainer(**kwargs)
 
     # ---- the fit subcommand with automatic resume (Lightning looks `fit` up on the CLI by name) -----
     def fit(
         self, model: pl.LightningModule, datamodule: Any = None, ckpt_path: str | None = None, **kw: Any
     ) -> None:
-        if ckpt_path is None and self._sub().run.resume and not getattr(self.trainer, "fast_dev_run", False):
-            ckpt_path = find_resume_checkpoint(self.root_dir)
-            if ckpt_path and self.trainer.is_global_zero:
-                print(f"ssl-cyto fit: resuming from {ckpt_path}", file=sys.stderr, flush=True)
-        if ckpt_path is None:
+        """``trainer.fit`` with the resume decided inside it, once, by rank 0 (:mod:`ssl_cyto.training.resume`)."""
+        run = self._sub().run
+        auto = bool(run.resume) and not getattr(self.trainer, "fast_dev_run", False)
+        if ckpt_path is None and not auto:
             _refuse_stray_hpc_checkpoints(self.root_dir)
-        self.resumed_from = ckpt_path
+        connector = AgreedResume(self.trainer, auto=auto, allow_reshape=bool(run.allow_reshape))
+        self.trainer._checkpoint_connector = connector
         try:
             self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kw)
         finally:
+            self.resumed_from = connector.resumed_from
             finish_wandb(self.trainer)
 
 
@@ -257,8 +270,7 @@ def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: b
     """
     # We pass argv explicitly on purpose (ssl-cyto strips the `fit` word); sys.argv is left untouched
     # because Lightning's DDP launcher re-runs it for the other ranks.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    warnings.filterwarnings("ignore", message=_VAL_LOOP_WARNING)
+    quiet_lightning()
     args = list(argv)
     if run:
         args = ["fit", *args]
@@ -279,7 +291,13 @@ def build_cli(argv: Sequence[str], callbacks: Sequence[pl.Callback] = (), run: b
     )
 
 
-_NOISE = ("Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>", "Does not validate against")
+_NOISE = (
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "- Expected a <class 'NoneType'>",
+    "Does not validate against",
+)
 
 
 def _one_line(message: str) -> str:
@@ -307,41 +325,74 @@ def _refuse_stray_hpc_checkpoints(root_dir: str) -> None:
         )
 
 
-def _final_checkpoint(cli: SSLCytoCLI) -> str:
-    trainer = cli.trainer
+def final_checkpoint(trainer: pl.Trainer, root_dir: str) -> str:
+    """The last checkpoint a finished run wrote (``""`` after ``fast_dev_run``).
+
+    Raises:
+        ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
+        FitError: no checkpoint was written.
+    """
     for guard in guards(trainer):
         if guard.tripped:
-            raise TrainingStopped(guard.reason + f"; last good checkpoint: {find_resume_checkpoint(cli.root_dir)}")
+            good = find_resume_checkpoint(root_dir, quiet=True, dirs=checkpoint_dirs(trainer))
+            raise TrainingStopped(guard.reason + f"; last good checkpoint: {good}")
     if getattr(trainer, "fast_dev_run", False):
         return ""
     for cb in trainer.callbacks:  # type: ignore[attr-defined]
         if isinstance(cb, LastCheckpoint) and cb.last_model_path and os.path.isfile(cb.last_model_path):
             return str(cb.last_model_path)
-    found = find_resume_checkpoint(cli.root_dir)
+    found = find_resume_checkpoint(root_dir, dirs=checkpoint_dirs(trainer))
     if found is None:
-        raise FitError(f"training finished but no checkpoint was written under {cli.root_dir}")
+        raise FitError(f"training finished but no checkpoint was written under {root_dir}")
     return found
 
 
-def fit_outcome(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> FitOutcome:
-    """Train as ``ssl-cyto fit ARGV`` would and say how it ended (finished, or preempted).
+def fit_outcome(
+    argv: Sequence[str] | SSLTask,
+    data: Any = None,
+    callbacks: Sequence[pl.Callback] = (),
+    **trainer_options: Any,
+) -> FitOutcome:
+    """Train as ``ssl-cyto fit ARGV`` would (or from objects: ``fit_outcome(task, data, **options)``,
+    :func:`ssl_cyto.training.fit_objects.fit_task`) and say how it ended (finished, or preempted).
 
     Raises:
         ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
         FitError: a bad configuration (one line naming the key), or no checkpoint was written.
     """
+    if isinstance(argv, pl.LightningModule):
+        from ssl_cyto.training.fit_objects import fit_task
+
+        if data is None:
+            raise FitError("fit(task, data): give the data (a CellDataModule or a data string)")
+        return fit_task(argv, data, callbacks=callbacks, **trainer_options)  # type: ignore[arg-type]
+    if data is not None or trainer_options:
+        raise FitError("fit(argv): data and trainer options go into the argument list (or pass a task object)")
+    if isinstance(argv, str):
+        raise FitError("fit(argv): give a list of arguments, e.g. ['--config', 'smoke_simclr.yaml']")
     try:
         cli = build_cli(argv, callbacks=callbacks, run=True)
     except Preempted as stop:
         return FitOutcome(checkpoint=stop.path or "", preempted=stop)
-    return FitOutcome(checkpoint=_final_checkpoint(cli))
+    return FitOutcome(checkpoint=final_checkpoint(cli.trainer, cli.root_dir))
 
 
-def run_fit(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> str:
-    """Train as ``ssl-cyto fit ARGV`` would; returns the path of the final ``last.ckpt``.
+def run_fit(
+    argv: Sequence[str] | SSLTask,
+    data: Any = None,
+    callbacks: Sequence[pl.Callback] = (),
+    **trainer_options: Any,
+) -> str:
+    """Train; returns the path of the final ``last.ckpt``. Two forms::
 
-    Rerunning with the same ``trainer.default_root_dir`` resumes. With ``--trainer.fast_dev_run=true`` no
-    checkpoint is written and ``""`` is returned.
+        run_fit(["--config", "smoke_simclr", "--trainer.max_steps=50"])      # as ssl-cyto fit ARGV
+        run_fit(task, "shards/", default_root_dir="runs/a", max_steps=50)    # from Python objects
+
+    The second takes an :class:`~ssl_cyto.tasks.base.SSLTask`, a
+    :class:`~ssl_cyto.data.datamodule.CellDataModule` or data string, and ``pl.Trainer`` options, plus
+    ``sections=``, ``run=``, ``seed=`` (:func:`ssl_cyto.training.fit_objects.fit_task`); both build the
+    same callbacks, checkpoints and resume. Rerunning with the same ``default_root_dir`` resumes. With
+    ``fast_dev_run`` no checkpoint is written and ``""`` is returned.
 
     Raises:
         ssl_cyto.training.callbacks.TrainingStopped: the collapse / NaN guard stopped the run.
@@ -350,4 +401,4 @@ def run_fit(argv: Sequence[str], callbacks: Sequence[pl.Callback] = ()) -> str:
     A preempted run (SIGUSR1 / SIGTERM) returns the checkpoint it saved; :func:`fit_outcome` tells
     the two apart.
     """
-    return fit_outcome(argv, callbacks).checkpoint
+    return fit_outcome(argv, data, callbacks, **trainer_options).checkpoint

@@ -28,9 +28,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
@@ -44,13 +43,18 @@ from lightning_fabric.plugins.io import CheckpointIO, TorchCheckpointIO
 from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.trainer.connectors.signal_connector import _SignalConnector
 
+from ssl_cyto.formats.errors import InputError
+from ssl_cyto.training.stop_flag import DEFAULT_SIGNALS, PreemptionFlag
+
 __all__ = [
     "CHECKPOINT_DIR",
+    "DEFAULT_REQUEUE_SIGNALS",
     "DEFAULT_SIGNALS",
     "AtomicCheckpointIO",
     "Preempted",
     "PreemptionFlag",
     "PreemptionSignals",
+    "ResumeError",
     "checkpoint_step",
     "cluster_plugins",
     "env_global_rank",
@@ -61,26 +65,47 @@ __all__ = [
 
 #: Folder of ``last.ckpt`` under ``trainer.default_root_dir``.
 CHECKPOINT_DIR = "checkpoints"
-#: Signals that make a run checkpoint and stop (SLURM: ``--signal=SIGUSR1@90``; SIGTERM at preemption).
-DEFAULT_SIGNALS = ("SIGUSR1", "SIGTERM")
+#: Signals that requeue the SLURM job after the checkpoint (``--preemption.requeue_signals``): SIGUSR1
+#: is what ``#SBATCH --signal=SIGUSR1@90`` sends before the time limit; a plain ``scancel`` (SIGTERM)
+#: checkpoints and stops for good.
+DEFAULT_REQUEUE_SIGNALS = ("SIGUSR1",)
 
 
 class Preempted(SystemExit):  # noqa: N818 - an exit, like Lightning's SIGTERMException
     """Raised on every rank at the step boundary after a preemption signal, once the checkpoint is saved.
 
     Attributes:
-        signal_name: ``"SIGUSR1"`` or ``"SIGTERM"`` (the first signal this rank or another received).
+        signal_name: ``"SIGUSR1"`` or ``"SIGTERM"`` (rank 0's signal, else this rank's).
         step: the global step of the saved checkpoint.
-        path: the checkpoint written (``None`` when the collapse guard had stopped checkpointing).
+        path: the checkpoint written (``None`` when the collapse guard had stopped checkpointing, or the
+            step's loss was not finite).
         requeued: ``scontrol requeue`` succeeded (rank 0 under SLURM).
+        requeue: the signal is one that requeues (``--preemption.requeue_signals``) and a checkpoint
+            was written: rerunning resumes. Otherwise the run stopped for good.
     """
 
-    def __init__(self, signal_name: str, step: int, path: str | None, requeued: bool) -> None:
+    def __init__(
+        self, signal_name: str, step: int, path: str | None, requeued: bool, requeue: bool = True
+    ) -> None:
         super().__init__(0)
         self.signal_name = signal_name
         self.step = step
         self.path = path
         self.requeued = requeued
+        self.requeue = requeue
+
+    @property
+    def exit_code(self) -> int:
+        """``ssl-cyto fit``'s exit status: 130 for a requeue signal, else 128 + the signal number (143 for
+        SIGTERM); 1 when no checkpoint could be written."""
+        if self.path is None:
+            return 1
+        if self.requeue:
+            return 130
+        try:
+            return 128 + int(getattr(signal, self.signal_name))
+        except (AttributeError, TypeError):
+            return 143
 
 
 def env_global_rank() -> int:
@@ -97,38 +122,7 @@ def _say(message: str) -> None:
         print(f"ssl-cyto fit: {message}", file=sys.stderr, flush=True)
 
 
-# ---- the flag ----------------------------------------------------------------------------------------
-class PreemptionFlag:
-    """Signal handler that only records the signal, and only in the process it was installed in.
-
-    Args:
-        step: returns the current global step, recorded with the signal (for the log line).
-    """
-
-    def __init__(self, step: Callable[[], int] | None = None) -> None:
-        self.pid: int | None = None
-        self.signal_name: str | None = None
-        self.step_at_signal: int | None = None
-        self._step = step
-
-    @property
-    def requested(self) -> bool:
-        """A signal arrived in this process."""
-        return self.signal_name is not None
-
-    def install(self, signals: Iterable[str] = DEFAULT_SIGNALS) -> None:
-        """Become the handler of ``signals`` in this process (main thread only)."""
-        self.pid = os.getpid()
-        for name in signals:
-            signal.signal(getattr(signal, name), self)
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != self.pid or self.signal_name is not None:
-            return  # a forked loader worker, or a repeated signal
-        self.signal_name = signal.Signals(signum).name
-        self.step_at_signal = self._step() if self._step is not None else None
-
-
+# ---- the flag (ssl_cyto.training.stop_flag) ---------------------------------------------------------
 class PreemptionSignals(_SignalConnector):
     """Lightning's signal connector with the project's flag in place of Lightning's handlers.
 
@@ -154,10 +148,13 @@ class PreemptionSignals(_SignalConnector):
 
 # ---- checkpoints ---------------------------------------------------------------------------------------
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` that writes a local checkpoint to a temporary file beside it and renames it
-    into place (``os.replace``), so a job killed while saving never leaves a truncated file."""
+    """``TorchCheckpointIO`` that writes a local checkpoint to a temporary file beside it, flushes it to the
+    disk (``fsync``) and renames it into place (``os.replace``), so a job killed while saving (or a node
+    that crashes just after) never leaves a truncated file."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         if not _is_local_file_protocol(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
@@ -165,9 +162,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+            fsync_file(tmp)
             os.replace(tmp, target)
+            fsync_file(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a file (or a folder's entries, after a rename) to the disk, so a crash cannot leave a renamed
+    but truncated checkpoint."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def cluster_plugins(plugins: Any) -> list[Any]:
@@ -207,36 +216,61 @@ def checkpoint_step(path: str | os.PathLike[str]) -> int:
     return int(ckpt["global_step"])
 
 
-def _candidates(root: Path) -> list[Path]:
-    files = [*sorted((root / CHECKPOINT_DIR).glob("*.ckpt")), *sorted(root.glob("hpc_ckpt_*.ckpt"))]
-    return [p for p in files if p.is_file()]
+def _candidates(root: Path, dirs: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    folders = [*(Path(d) for d in dirs), root / CHECKPOINT_DIR]
+    files = [p for d in dict.fromkeys(folders) for p in sorted(d.glob("*.ckpt"))]
+    files += sorted(root.glob("hpc_ckpt_*.ckpt"))
+    return [p for p in dict.fromkeys(files) if p.is_file()]
 
 
-def find_resume_checkpoint(root_dir: str | os.PathLike[str], quiet: bool = False) -> str | None:
-    """The checkpoint a rerun resumes from: of ``checkpoints/*.ckpt`` and Lightning's ``hpc_ckpt_*.ckpt``,
-    the one with the highest ``global_step`` that loads (``last.ckpt`` wins a tie).
+class ResumeError(InputError):
+    """Checkpoints exist but none can be resumed from (the message names them and the way out)."""
+
+
+def find_resume_checkpoint(
+    root_dir: str | os.PathLike[str],
+    quiet: bool = False,
+    dirs: Iterable[str | os.PathLike[str]] = (),
+    strict: bool = False,
+) -> str | None:
+    """The checkpoint a rerun resumes from: of ``*.ckpt`` in ``dirs`` (the configured
+    ``checkpoint.dirpath``) and ``<root_dir>/checkpoints``, and Lightning's ``hpc_ckpt_*.ckpt``, the one
+    with the highest ``global_step`` that loads (``last.ckpt`` wins a tie, then the file found first).
 
     Files that do not load are skipped, and each skip is said on stderr (rank 0) unless ``quiet``.
-    Every rank decides alone from the same files, so every rank picks the same one.
+    ``ssl-cyto fit`` calls this on rank 0 only and broadcasts the choice
+    (:class:`~ssl_cyto.training.resume.AgreedResume`).
 
     Args:
         root_dir: the run's ``trainer.default_root_dir``.
         quiet: do not report skipped files.
+        dirs: further checkpoint folders, searched first.
+        strict: raise when checkpoints exist but none loads (instead of returning ``None``).
 
     Returns:
         A path, or ``None`` for a fresh run.
+
+    Raises:
+        ResumeError: (``strict``) checkpoint files exist and none of them loads.
     """
     best: tuple[int, bool, str] | None = None
-    for path in _candidates(Path(root_dir)):
+    skipped: list[str] = []
+    for path in _candidates(Path(root_dir), dirs):
         try:
             step = checkpoint_step(path)
         except ValueError as exc:
+            skipped.append(f"{path} ({exc})")
             if not quiet:
                 _say(f"not resuming from {path}: it {exc}")
             continue
         key = (step, path.name == "last.ckpt", str(path))
         if best is None or key[:2] > best[:2]:
             best = key
+    if best is None and skipped and strict:
+        raise ResumeError(
+            f"no checkpoint to resume from loads: {'; '.join(skipped)}; move them away to start afresh, "
+            "or pass --ckpt_path=FILE (or --run.resume=false)"
+        )
     return None if best is None else best[2]
 
 
@@ -259,6 +293,8 @@ def requeue_job(job_id: str, timeout: float = 60.0) -> bool:
         return False
     if done.returncode != 0:
         err = (done.stderr or done.stdout).strip()
-        _say(f"scontrol requeue {job_id} failed ({done.returncode}: {err}); resubmit the same script to resume")
+        _say(
+            f"scontrol requeue {job_id} failed ({done.returncode}: {err}); resubmit the same script to resume"
+        )
         return False
     return True

@@ -45,6 +45,7 @@ def make_dm(data: str, rank: int = 0, world: int = 1, epoch: int = 0, **kw) -> C
     kw.setdefault("shuffle_buffer", 8)
     dm = CellDataModule(data, **kw)
     dm.trainer = fake_trainer(rank, world, epoch)  # type: ignore[assignment]
+    dm.use_transforms(TwoViews(), Eval())  # what the task's setup does
     return dm
 
 

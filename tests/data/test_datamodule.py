@@ -176,6 +176,7 @@ def test_lightning_fit_runs_the_planned_batches(kind: str, shard_dir: Path, synt
         val_size=6,
         shuffle_buffer=8,
     )
+    dm.use_transforms(TwoViews(), Eval())  # what an SSLTask's setup does
     model = Tiny()
     trainer = pl.Trainer(
         max_epochs=2,
@@ -238,6 +239,7 @@ def test_ddp_two_ranks_run_the_same_batches_and_split_val(shard_dir: Path, tmp_p
 
     task = RecordingTask(str(tmp_path))
     dm = dmod.CellDataModule(str(shard_dir), batch_size=4, num_workers=1, val_size=7, shuffle_buffer=8)
+    dm.use_transforms(TwoViews(), Eval())
     trainer = pl.Trainer(
         max_epochs=2,
         accelerator="cpu",

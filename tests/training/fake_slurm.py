@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 
 from ssl_cyto.tasks.registry import CONFIG_DIR
-from ssl_cyto.training.preemption import checkpoint_step
+from ssl_cyto.training.preemption import AtomicCheckpointIO, checkpoint_step, env_global_rank
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "4242"
@@ -171,3 +171,19 @@ def preemption_line(text: str) -> dict[str, Any]:
 def load(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
     return out
+
+
+class FlakyCheckpointIO(AtomicCheckpointIO):
+    """Checkpoint IO whose reads fail ``failures`` times on global rank ``fail_rank`` (a node whose file
+    system has a hiccup); pass it as ``--trainer.plugins``."""
+
+    def __init__(self, fail_rank: int = 1, failures: int = 1) -> None:
+        super().__init__()
+        self.fail_rank = fail_rank
+        self.failures = failures
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if env_global_rank() == self.fail_rank and self.failures != 0:
+            self.failures -= 1
+            raise OSError(f"simulated read error of {path}")
+        return super().load_checkpoint(path, *args, **kwargs)

@@ -128,7 +128,9 @@ def test_killed_and_rerun_equals_uninterrupted(shards: Path, synth_folder: Path,
             ckpt = torch.load(
                 tmp / "run_b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
             )
-            assert ckpt["global_step"] == 5 and ckpt["CellDataModule"] == {"epoch": 1, "batches_done": 1}
+            state = ckpt["CellDataModule"]
+            assert ckpt["global_step"] == 5 and (state["epoch"], state["batches_done"]) == (1, 1)
+            assert state["shape"] == {"world_size": 1, "num_workers": workers, "batch_size": 8}
             reruns.append(_start(tmp / "c", tmp / "run_b", data, workers))
         procs += reruns
         for proc in [*reruns, *(r[2] for r in runs.values())]:

@@ -9,6 +9,7 @@ import pickle
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -143,3 +144,52 @@ def test_cluster_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")  # torchrun inside SLURM: TorchElastic wins
     assert not any(isinstance(p, SLURMEnvironment) for p in cluster_plugins(None))
+
+
+def _fake_trainer(tmp_path: Path, step: int) -> SimpleNamespace:
+    saved: list[str] = []
+    strategy = SimpleNamespace(
+        reduce_boolean_decision=lambda v, all=True: bool(v),
+        broadcast=lambda v, src=0: v,
+        barrier=lambda name=None: None,
+    )
+    return SimpleNamespace(
+        global_step=step,
+        is_global_zero=True,
+        strategy=strategy,
+        checkpoint_callbacks=[],
+        default_root_dir=str(tmp_path),
+        save_checkpoint=saved.append,
+        saved=saved,
+    )
+
+
+def test_signal_during_start_up_stops_at_train_start(restore_signals: None, tmp_path: Path) -> None:
+    from ssl_cyto.training.callbacks.preemption import Preemption
+    from ssl_cyto.training.preemption import Preempted
+    from ssl_cyto.training.stop_flag import early_signals
+
+    with early_signals():
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. while torch is imported or DDP is set up
+        cb, trainer = Preemption(), _fake_trainer(tmp_path, 0)
+        cb.setup(trainer, None, "fit")  # type: ignore[arg-type]
+        with pytest.raises(Preempted) as stop:
+            cb.on_train_start(trainer, None)  # type: ignore[arg-type]
+    assert stop.value.signal_name == "SIGTERM" and trainer.saved and stop.value.exit_code == 143
+    assert not stop.value.requeue  # SIGTERM is not a requeue signal by default
+
+
+def test_no_checkpoint_from_a_non_finite_step(restore_signals: None, tmp_path: Path) -> None:
+    from ssl_cyto.training.callbacks.preemption import Preemption
+    from ssl_cyto.training.preemption import Preempted
+
+    cb, trainer = Preemption(), _fake_trainer(tmp_path, 5)
+    cb.flag.signal_name = "SIGUSR1"
+    with pytest.raises(Preempted) as stop:
+        cb.on_train_batch_end(trainer, None, {"loss": torch.tensor(float("nan"))}, None, 0)  # type: ignore[arg-type]
+    assert stop.value.path is None and trainer.saved == [] and stop.value.exit_code == 1
+    cb, trainer = Preemption(), _fake_trainer(tmp_path, 6)
+    cb.flag.signal_name = "SIGUSR1"
+    with pytest.raises(Preempted) as stop:
+        cb.on_train_batch_end(trainer, None, {"loss": torch.tensor(1.0)}, None, 0)  # type: ignore[arg-type]
+    assert stop.value.path and trainer.saved and stop.value.exit_code == 130

@@ -35,6 +35,7 @@ def _run(tmp_path: Path, **env: str) -> list[str]:
 def test_workers_follow_cpus_per_task(tmp_path: Path) -> None:
     args = _run(tmp_path, SLURM_CPUS_PER_TASK="12")
     assert "--data.num_workers=10" in args
+    assert "--cpus-per-task=12" in args[: args.index("ssl-cyto")]  # srun itself gets the CPUs (Slurm 22.05+)
     assert args[-1] == "--trainer.max_steps=5"  # extra arguments last, so they win
     assert "--trainer.num_nodes=2" in args and "--trainer.devices=4" in args
 

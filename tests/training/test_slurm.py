@@ -1,10 +1,11 @@
 """Preemption under a fake SLURM allocation, with real processes.
 
 The signal goes to the whole process group, DataLoader workers (2, persistent) included, as SLURM's
-``--signal=SIGUSR1@90`` does. Each time: ``scontrol requeue`` is called exactly once, the run exits 130
+``--signal=SIGUSR1@90`` does. Each SIGUSR1: ``scontrol requeue`` is called exactly once, the run exits 130
 after saving one checkpoint holding the step reached at the step boundary after the signal, and the
-rerun of the same command resumes from it. Three SIGUSR1 preemptions, then one SIGTERM, are chained
-through the same run folder; a last rerun finishes. A second test does the same with 2 DDP ranks
+rerun of the same command resumes from it. Three SIGUSR1 preemptions, then one SIGTERM (with the default
+signals: a checkpoint, no requeue, exit 143), are chained through the same run folder; a last rerun
+finishes. A second test does the same with 2 DDP ranks
 ("nodes" on localhost with SLURM variables) and ends with both ranks' parameters identical.
 """
 
@@ -41,7 +42,7 @@ def _requeues(tmp: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def _preempt_once(tmp: Path, cmd: list[str], sig: signal.Signals, previous: int, n: int) -> int:
+def _preempt_once(tmp: Path, cmd: list[str], sig: signal.Signals, previous: int, n: int, requeues: int) -> int:
     """Run ``cmd``, signal its process group once training is past ``previous`` + 3, check the result."""
     root = tmp / "run"
     last = root / "checkpoints" / "last.ckpt"
@@ -67,20 +68,22 @@ def _preempt_once(tmp: Path, cmd: list[str], sig: signal.Signals, previous: int,
         kill_group(proc.pid)
         proc.wait(timeout=30)
     text = log.read_text()
-    assert code == 130, text[-3000:]
+    assert code == (130 if sig == signal.SIGUSR1 else 143), text[-3000:]  # SIGTERM: stop, no requeue
     assert "Traceback" not in text, text[-3000:]
     assert "rerun the same command to resume" in text
-    assert _requeues(tmp) == [f"requeue {JOB_ID}"] * n  # exactly once more
+    assert _requeues(tmp) == [f"requeue {JOB_ID}"] * requeues  # once per SIGUSR1
     line = preemption_line(text)
     assert line["signal"] == sig.name and line["path"] == str(last)
     ckpt = load(last)
     step = ckpt["global_step"]
     assert step == line["saved"] == ckpt["ssl_cyto"]["global_step"]
-    assert line["after"] is not None and step == line["after"] + 1  # the boundary right after the signal
+    # the boundary right after the signal: the next step, or this one when the signal came after its
+    # optimiser step but before the step-end hooks
+    assert line["after"] is not None and line["after"] <= step <= line["after"] + 1
     assert step > observed >= previous + 3 > 0
     history = ckpt["callbacks"]["Preemption"]["history"]
     assert len(history) == n and history[-1]["step"] == step and history[-1]["signal"] == sig.name
-    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt"]  # no temporary left
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt", "previous.ckpt"]  # no temporary
     return int(step)
 
 
@@ -88,7 +91,7 @@ def test_signals_to_the_process_group_checkpoint_once_and_requeue_once(tmp_path:
     cmd = fit_cmd(tmp_path / "run", synth_folder)
     step = 0
     for n, sig in enumerate([signal.SIGUSR1, signal.SIGUSR1, signal.SIGUSR1, signal.SIGTERM], start=1):
-        step = _preempt_once(tmp_path, cmd, sig, step, n)
+        step = _preempt_once(tmp_path, cmd, sig, step, n, requeues=min(n, 3))
     # The requeued job (the same command, here told to stop 2 steps later) resumes and finishes.
     done = subprocess.run(
         [*cmd, f"--trainer.max_steps={step + 2}"],
@@ -101,7 +104,7 @@ def test_signals_to_the_process_group_checkpoint_once_and_requeue_once(tmp_path:
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resuming from {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in done.stderr
     assert load(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == step + 2
-    assert len(_requeues(tmp_path)) == 4
+    assert len(_requeues(tmp_path)) == 3
 
 
 def _start_ranks(tmp: Path, cmd: list[str], port: int, tag: str) -> tuple[list[subprocess.Popen], list[Path]]:

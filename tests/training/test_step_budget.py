@@ -77,3 +77,26 @@ def test_max_steps_caps_the_budget_and_no_timer_does_nothing(monkeypatch: pytest
     assert idle.budget is None
     with pytest.raises(ValueError, match="safety"):
         StepBudget(safety=0)
+
+
+def test_budget_counts_steps_and_epoch_ends_measured_with_a_fake_clock() -> None:
+    """10-step epochs, 1 s a step, 5 s of epoch-end work, 100 s left when decided: the plan uses the time
+    (98 % of it) instead of the old 0.9 x left / amortised rate (71 steps)."""
+    cb, trainer, module = StepBudget(), _trainer(True), SimpleNamespace(step_budget=None)
+    trainer.callbacks = [FakeTimer(left=100.0)]
+    now = [0.0]
+    cb.clock = lambda: now[0]
+    for step in range(1, 12):
+        now[0] += 1.0
+        if step == 11:
+            now[0] += 5.0  # the epoch end between step 10 and step 11
+        trainer.global_step = step
+        cb.on_train_batch_end(trainer, module, None, None, (step - 1) % 10)  # type: ignore[arg-type]
+        if step == 10:
+            cb.on_train_epoch_end(trainer, module)  # type: ignore[arg-type]
+    assert cb.rates() == (1.0, 5.0)
+    assert cb.budget == 74 and trainer.fit_loop.epoch_loop.max_steps == 74
+    # 63 more steps (63 s) + 6 epoch ends on the way (30 s) + one for the end (5 s) = 98 s of 100
+    assert sb.plan_steps(11, 100.0, 1.0, 5.0, 10, 1, 0.98) == 74
+    assert sb.plan_steps(11, 100.0, 1.0, 5.0, 10, 1, 1.0) == 76  # 2 s more: 2 more steps
+    assert sb.plan_steps(0, 100.0, 1.0, 0.0, None, 0, 1.0) == 100  # no epochs: every second a step

@@ -3,7 +3,9 @@
 * :mod:`~ssl_cyto.data.loading.resolve` - what a ``data`` string points at (:func:`resolve_data`);
 * :mod:`~ssl_cyto.data.loading.decode` - samples and files to PIL RGB, batch collation;
 * :mod:`~ssl_cyto.data.loading.seeding` - stable seeds and DataLoader worker identity;
-* :mod:`~ssl_cyto.data.loading.train` - fixed-length, seeded training streams (:func:`train_loader`);
+* :mod:`~ssl_cyto.data.loading.acceptance` - source weights decided once per cell and pass;
+* :mod:`~ssl_cyto.data.loading.train` - fixed-length, seeded training streams;
+* :mod:`~ssl_cyto.data.loading.training_loader` - :func:`train_loader` from a :class:`TrainLoaderOptions`;
 * :mod:`~ssl_cyto.data.loading.evaluation` - every cell once (:func:`eval_loader`), the labelled subset.
 
 :class:`~ssl_cyto.data.datamodule.CellDataModule` puts them together for Lightning.
@@ -40,9 +42,8 @@ from ssl_cyto.data.loading.train import (
     EpochLoader,
     FixedLengthSampler,
     ShardTrainStream,
-    source_accept,
-    train_loader,
 )
+from ssl_cyto.data.loading.training_loader import TrainLoaderOptions, train_loader
 
 __all__ = [
     "DATA_FORMS",
@@ -76,5 +77,6 @@ __all__ = [
     "row_path",
     "sample_name",
     "source_accept",
+    "TrainLoaderOptions",
     "train_loader",
 ]

@@ -26,10 +26,11 @@ A batch is ``list[Tensor]``: one stacked tensor per view of the task's ``train_t
 
 Per-source sampling weights (``source_weights``) are relative per-cell weights: a cell of source ``s``
 is drawn with probability proportional to ``source_weights.get(s, 1.0)``. For example
-``{"aml-lmu": 9.0}`` makes AML-LMU (about 10% of the combined cells) about half of the samples. Shard
-streams apply them by rejection before decoding (accept with ``w_s / max w``, a seeded draw per
-sample key; a rejected cell is replaced by reading past the reader's range), the sampler by weighted
-draws.
+``{"aml-lmu": 9.0}`` makes AML-LMU (about 10% of the combined cells) about half of the samples. With
+shard counts, acceptance is decided once per cell and pass before the stream is split
+(:mod:`ssl_cyto.data.loading.acceptance`), so each accepted cell is read by exactly one reader; without
+counts each reader rejects cells of its own dealt shards (seeded draw per sample key). The sampler of
+catalogs makes weighted draws.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-import math
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -46,17 +46,22 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
+from ssl_cyto.data.loading.acceptance import (
+    DEFAULT_KEY,
+    AcceptedPool,
+    say_pool_short,
+    scan_shard,
+    source_accept,
+)
 from ssl_cyto.data.loading.catalog_train import CatalogTrainDataset, FixedLengthSampler
-from ssl_cyto.data.loading.decode import collate_views, decode_sample, row_path
-from ssl_cyto.data.loading.resolve import DataSpecError, ResolvedData
+from ssl_cyto.data.loading.decode import collate_views, decode_sample
+from ssl_cyto.data.loading.resolve import DataSpecError
 from ssl_cyto.data.loading.seeding import (
     current_worker,
-    ignore_preemption_signals,
     mix_seed,
     sample_seed,
     seeded,
 )
-from ssl_cyto.formats.catalog import catalog_rows
 
 __all__ = [
     "CatalogTrainDataset",
@@ -64,37 +69,9 @@ __all__ = [
     "FixedLengthSampler",
     "ShardTrainStream",
     "source_accept",
-    "train_loader",
 ]
 
 MAX_IDLE_SAMPLES = 100_000  # a train stream gives up after this many samples in a row yield nothing
-DEFAULT_KEY = "__default__"  # key of source_accept's result: the acceptance of unlisted sources
-
-
-def source_accept(source_weights: dict[str, float] | None, known: set[str] | None) -> dict[str, float] | None:
-    """Per-source acceptance probabilities ``w_s / max w`` (None: accept everything).
-
-    Unlisted sources have weight 1.0 (the key ``"__default__"`` of the result holds their probability).
-
-    Raises:
-        DataSpecError: a negative or non-finite weight, a source not in ``known``, or all weights 0.
-    """
-    if not source_weights:
-        return None
-    for s, w in source_weights.items():
-        if not (isinstance(w, (int, float)) and w >= 0 and math.isfinite(w)):
-            raise DataSpecError(f"source_weights[{s!r}] = {w!r}: weights must be finite and >= 0")
-    if known is not None:
-        unknown = sorted(set(source_weights) - known)
-        if unknown:
-            raise DataSpecError(
-                f"source_weights names source(s) {unknown} not in the data; its sources: {sorted(known)}"
-            )
-    unlisted_exist = known is None or bool(known - set(source_weights))
-    top = max([*source_weights.values(), *([1.0] if unlisted_exist else [])])
-    if top <= 0:
-        raise DataSpecError("source_weights: every source has weight 0; nothing to sample")
-    return {s: w / top for s, w in source_weights.items()} | {DEFAULT_KEY: 1.0 / top}
 
 
 def worker_quotas(batches: int, n_workers: int) -> list[int]:
@@ -179,6 +156,12 @@ class ShardTrainStream(IterableDataset):
         self.world_size = int(world_size)
         self.counts = None if counts is None or len(counts) != len(self.urls) else [int(c) for c in counts]
         self.continuous = bool(continuous)
+        self.pool: AcceptedPool | None = None
+        if self.accept is not None and self.counts is not None:
+            self.pool = AcceptedPool([scan_shard(u) for u in self.urls], self.accept, self.seed)
+            epoch_len = self.batches * self.batch_size * self.world_size
+            if self.rank == 0 and self.pool.total(0) < epoch_len:
+                say_pool_short(self.pool.total(0), epoch_len)
         self.epoch = 0
         self._passes = 0  # passes since set_epoch: persistent workers keep their copy and count on
         self._resume: tuple[int, int] | None = None
@@ -218,6 +201,26 @@ class ShardTrainStream(IterableDataset):
                     yield sample
             p, offset = p + 1, 0
 
+    def _accepted_from(self, pos: int) -> Iterator[dict]:
+        """Samples of the accepted stream from position ``pos`` on (shard counts and weights known):
+        the accepted cells of each pass's shard permutation, tagged with their pass."""
+        assert self.pool is not None
+        p, offset = self.pool.locate(pos)
+        while True:
+            perm = self._perm(p)
+            q, skip = self.pool.plan(p, perm, offset)
+            for i in perm[q:]:
+                keys = set(self.pool.accepted_keys(p, i))
+                seen = 0
+                for sample in self._tar([self.urls[i]]) if keys else ():
+                    if sample.get("__key__") in keys:
+                        if seen >= skip:
+                            sample["__pass__"] = p
+                            yield sample
+                        seen += 1
+                skip = 0
+            p, offset = p + 1, 0
+
     def _dealt_shards(self, epoch: int, reader: int, readers: int) -> Iterator[dict]:
         """Whole shards ``perm[reader::readers]`` of seeded permutations (shard counts unknown)."""
         if len(self.urls) < readers:
@@ -245,15 +248,18 @@ class ShardTrainStream(IterableDataset):
         quotas = worker_quotas(self.batches, n_workers)
         if self.counts is not None:
             epoch_len = self.batches * self.batch_size * self.world_size
-            start = epoch * (epoch_len if self.continuous else sum(self.counts))
-            start += self.batch_size * (self.rank * self.batches + sum(quotas[:worker]))
-            src = self._from_position(start)
+            mine = self.batch_size * (self.rank * self.batches + sum(quotas[:worker]))
+            if self.pool is not None:
+                first = epoch * epoch_len if self.continuous else self.pool.pass_start(epoch)
+                src = self._accepted_from(first + mine)
+            else:
+                src = self._from_position(epoch * (epoch_len if self.continuous else sum(self.counts)) + mine)
         else:
             src = self._dealt_shards(epoch, self.rank * n_workers + worker, self.world_size * n_workers)
         rng = random.Random(mix_seed(self.seed, "buffer", epoch, self.rank, worker))
         idle = 0
         for sample in bounded_shuffle(src, quotas[worker] * self.batch_size, self.shuffle_buffer, rng):
-            if self._accepted(sample, epoch):
+            if self.pool is not None or self._accepted(sample, epoch):
                 idle = 0
                 yield sample
                 continue
@@ -290,7 +296,10 @@ class ShardTrainStream(IterableDataset):
                     raise RuntimeError(f"{failed} unreadable samples in a row in {self.urls[:3]}...")
                 continue
             failed = 0
-            with seeded(sample_seed(self.seed, epoch, str(sample.get("__key__")))):
+            key = str(sample.get("__key__"))
+            if "__pass__" in sample and sample["__pass__"] != epoch:  # a repeat in a later pass: new views
+                key = f"{key}#{sample['__pass__']}"
+            with seeded(sample_seed(self.seed, epoch, key)):
                 batch.append(self.transform(decoded[0]))
             if len(batch) == self.batch_size:
                 yield collate_views(batch)
@@ -319,102 +328,3 @@ class EpochLoader(DataLoader):
         self._passes += 1
         self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
         return super().__iter__()
-
-
-def train_loader(
-    res: ResolvedData,
-    transform: Callable[[Any], Any],
-    batch_size: int,
-    batches: int,
-    num_workers: int = 0,
-    shuffle_buffer: int = 1000,
-    source_weights: dict[str, float] | None = None,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    epoch: int = 0,
-    epoch_fn: Callable[[], int] | None = None,
-    pin_memory: bool = False,
-    persistent_workers: bool = False,
-    continuous: bool = False,
-    resume: tuple[int, int] | None = None,
-) -> DataLoader:
-    """The training loader of resolved data: exactly ``batches`` batches of ``batch_size`` per pass.
-
-    Args:
-        res: the resolved training data.
-        transform: PIL RGB -> list[Tensor] (the views).
-        batch_size: cells per batch.
-        batches: batches per epoch on this rank.
-        num_workers: DataLoader workers.
-        shuffle_buffer: samples held per worker for shuffling a shard stream.
-        source_weights: relative per-cell sampling weight by source (unlisted sources: 1.0).
-        seed: seeds the shard stream or the sampler.
-        rank: this process's global rank.
-        world_size: number of ranks.
-        epoch: the epoch of the first pass (catalogs; Lightning calls ``sampler.set_epoch`` later).
-        epoch_fn: returns the current epoch before each pass (shards).
-        pin_memory: DataLoader ``pin_memory``.
-        persistent_workers: DataLoader ``persistent_workers``.
-        continuous: consecutive epochs continue the stream (set with ``batches_per_epoch``).
-        resume: ``(epoch, batches consumed)`` of a restart: that epoch's first batches are skipped.
-
-    Returns:
-        An :class:`EpochLoader` over a :class:`ShardTrainStream` (shards), or a ``DataLoader`` over a
-        :class:`CatalogTrainDataset` with a :class:`FixedLengthSampler` (catalogs and folders).
-    """
-    if res.kind == "shards":
-        ds = ShardTrainStream(
-            res.urls,
-            transform,
-            batch_size,
-            batches,
-            shuffle_buffer=shuffle_buffer,
-            source_weights=source_weights,
-            known_sources=set(res.sources) if res.sources else None,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            counts=res.counts,
-            continuous=continuous,
-        )
-        if resume is not None:
-            ds.resume_at(*resume)
-        return EpochLoader(
-            ds,
-            batch_size=None,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            worker_init_fn=ignore_preemption_signals,
-            epoch_fn=epoch_fn,
-        )
-    assert res.catalog is not None
-    rows = catalog_rows(res.catalog)
-    weights = None
-    accept = source_accept(source_weights, {r["source"] for r in rows})
-    if accept is not None:
-        weights = [accept.get(r["source"], accept[DEFAULT_KEY]) for r in rows]
-    sampler = FixedLengthSampler(
-        len(rows),
-        batches * batch_size,
-        rank=rank,
-        world_size=world_size,
-        seed=seed,
-        weights=weights,
-        continuous=continuous,
-    )
-    sampler.set_epoch(epoch)
-    if resume is not None:
-        sampler.resume_at(resume[0], resume[1] * batch_size)
-    return DataLoader(
-        CatalogTrainDataset([row_path(r) for r in rows], transform),
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=True,
-        collate_fn=collate_views,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=persistent_workers,
-        worker_init_fn=ignore_preemption_signals,
-    )

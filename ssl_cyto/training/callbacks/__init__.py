@@ -11,6 +11,7 @@
 * :class:`RunMetadata` stores the run's provenance in every checkpoint.
 * :class:`Preemption` checkpoints once and stops every rank at the step boundary after SIGUSR1 / SIGTERM,
   and requeues the SLURM job.
+* :class:`ProgressLines` prints a progress line every ``every_s`` seconds when the output is a file.
 * :class:`StepBudget` turns ``trainer.max_time`` into a step budget every rank agrees on.
 
 Class names and checkpoint state keys are those of the first release (``ssl_cyto.callbacks``).
@@ -27,6 +28,7 @@ from ssl_cyto.training.callbacks.collapse_guard import (
 from ssl_cyto.training.callbacks.last_checkpoint import LastCheckpoint
 from ssl_cyto.training.callbacks.online_knn import OnlineKNN
 from ssl_cyto.training.callbacks.preemption import Preemption
+from ssl_cyto.training.callbacks.progress_lines import ProgressLines
 from ssl_cyto.training.callbacks.run_metadata import RunMetadata
 from ssl_cyto.training.callbacks.step_budget import StepBudget
 from ssl_cyto.training.callbacks.throughput import Throughput
@@ -37,6 +39,7 @@ __all__ = [
     "LastCheckpoint",
     "OnlineKNN",
     "Preemption",
+    "ProgressLines",
     "RunMetadata",
     "StepBudget",
     "Throughput",

@@ -114,7 +114,9 @@ class CollapseGuard(pl.Callback):
         min_std_ratio: collapse threshold on ``std * sqrt(D)`` (isotropic ~ 1, random init ~ 0.05, collapse ~ 0).
         min_effective_rank: collapse threshold on the centred effective rank (constant embeddings: 0, one
             direction: ~1).
-        every_n_epochs: collapse check interval in epochs.
+        every_n_epochs: collapse check interval in epochs (when ``every_n_steps`` is 0).
+        every_n_steps: collapse check interval in optimiser steps (0: by epochs). Checks by steps keep
+            the check independent of ``data.batches_per_epoch``.
     """
 
     def __init__(
@@ -124,8 +126,11 @@ class CollapseGuard(pl.Callback):
         min_std_ratio: float = 0.001,
         min_effective_rank: float = 1.5,
         every_n_epochs: int = 1,
+        every_n_steps: int = 0,
     ) -> None:
         super().__init__()
+        self.every_n_steps = max(0, every_n_steps)
+        self._checked_step = -1
         self.check_nan = check_nan
         self.check_collapse = check_collapse
         self.min_std_ratio = min_std_ratio
@@ -146,9 +151,7 @@ class CollapseGuard(pl.Callback):
         if trainer.is_global_zero:
             print(msg, file=sys.stderr, flush=True)
 
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def _nan_check(self, trainer: pl.Trainer, outputs: Any, batch: Any) -> None:
         if self.tripped:
             return
         if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
@@ -162,10 +165,26 @@ class CollapseGuard(pl.Callback):
             value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else float("nan")
             self._trip(trainer, f"non-finite loss ({value}) - lower the learning rate or use bf16/fp32")
 
+    def _step_due(self, trainer: pl.Trainer) -> bool:
+        step = int(trainer.global_step)
+        if self.every_n_steps <= 0 or step == self._checked_step or step % self.every_n_steps:
+            return False
+        self._checked_step = step
+        return True
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._nan_check(trainer, outputs, batch)
+        if self._step_due(trainer):
+            self._collapse_check(trainer, pl_module)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_steps <= 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._collapse_check(trainer, pl_module)
+
+    def _collapse_check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.tripped or not self.check_collapse or getattr(trainer, "fast_dev_run", False):
-            return
-        if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         result = val_embeddings(trainer, pl_module)
         if result is not None:

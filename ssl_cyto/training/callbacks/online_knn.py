@@ -33,10 +33,17 @@ class OnlineKNN(pl.Callback):
         temperature: vote temperature.
         every_n_epochs: evaluate every this many epochs (0 disables the callback).
         at_start: also evaluate before the first step (the step-0 reference).
+        every_n_steps: evaluate every this many optimiser steps instead of at epoch ends (0: by epochs),
+            independent of ``data.batches_per_epoch``.
     """
 
     def __init__(
-        self, k: int = 20, temperature: float = 0.07, every_n_epochs: int = 1, at_start: bool = True
+        self,
+        k: int = 20,
+        temperature: float = 0.07,
+        every_n_epochs: int = 1,
+        at_start: bool = True,
+        every_n_steps: int = 0,
     ) -> None:
         super().__init__()
         if k < 1 or temperature <= 0:
@@ -47,6 +54,8 @@ class OnlineKNN(pl.Callback):
         self.temperature = temperature
         self.every_n_epochs = every_n_epochs
         self.at_start = at_start
+        self.every_n_steps = max(0, every_n_steps)
+        self._checked_step = -1
         self.history: list[tuple[int, float]] = []
         self._warned = False
 
@@ -73,8 +82,19 @@ class OnlineKNN(pl.Callback):
             self._evaluate(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_steps > 0:
+            return
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._evaluate(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = int(trainer.global_step)
+        if self.every_n_steps <= 0 or step == self._checked_step or step % self.every_n_steps:
+            return
+        self._checked_step = step
+        self._evaluate(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}

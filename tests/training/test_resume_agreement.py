@@ -1,0 +1,138 @@
+"""The resume decision (ssl_cyto.training.resume): the configured checkpoint.dirpath is searched, a
+checkpoint that does not load falls back to the previous one (and says so), checkpoints that exist but
+none loads stop the run with an error naming them, a resume of another shape is refused unless allowed,
+and (slow, real processes under fake SLURM / 2-process gloo) the requeued job resumes and both ranks
+resume at the same step or both stop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ssl_cyto.training.preemption import ResumeError, find_resume_checkpoint
+from ssl_cyto.training.resume import reshape_changes
+from tests.training.fake_slurm import fit_cmd, free_port, kill_group, load, slurm_env, wait_all
+from tests.training.test_fit import main, tiny_args
+
+
+def test_find_searches_dirpath_and_is_strict_when_nothing_loads(tmp_path: Path) -> None:
+    import torch
+
+    custom = tmp_path / "elsewhere"
+    custom.mkdir()
+    torch.save({"global_step": 5, "state_dict": {}, "optimizer_states": []}, custom / "last.ckpt")
+    assert find_resume_checkpoint(tmp_path / "root") is None
+    assert find_resume_checkpoint(tmp_path / "root", dirs=[custom]) == str(custom / "last.ckpt")
+    (custom / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    assert find_resume_checkpoint(tmp_path / "root", dirs=[custom], quiet=True) is None
+    with pytest.raises(ResumeError, match=r"no checkpoint to resume from loads: .*last\.ckpt"):
+        find_resume_checkpoint(tmp_path / "root", dirs=[custom], quiet=True, strict=True)
+
+
+def test_reshape_changes() -> None:
+    now = {"world_size": 2, "num_workers": 4, "batch_size": 8}
+    assert reshape_changes(None, now) == []
+    assert reshape_changes(now, now) == []
+    old = {"world_size": 1, "num_workers": 4, "batch_size": 16}
+    assert reshape_changes(old, now) == ["batch_size: 16 -> 8", "world_size: 1 -> 2"]
+
+
+def test_dirpath_resume_fallback_and_reshape(
+    tmp_path: Path, synth_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, ck = tmp_path / "run", tmp_path / "ck"
+    args = [*tiny_args(root, synth_folder, steps=4), "--run.logger=none", f"--checkpoint.dirpath={ck}"]
+    assert main(["--config", "smoke_simclr", *args]) == 0
+    assert load(ck / "last.ckpt")["global_step"] == 4 and load(ck / "previous.ckpt")["global_step"] == 2
+    capsys.readouterr()
+
+    assert (
+        main(["--config", "smoke_simclr", *args, "--trainer.max_steps=6"]) == 0
+    )  # the custom dirpath resumes
+    assert f"resuming from {ck / 'last.ckpt'}" in capsys.readouterr().err
+    assert load(ck / "last.ckpt")["global_step"] == 6
+
+    (ck / "last.ckpt").write_bytes((ck / "last.ckpt").read_bytes()[:1000])  # a truncated last.ckpt
+    assert main(["--config", "smoke_simclr", *args, "--trainer.max_steps=8"]) == 0
+    err = capsys.readouterr().err
+    assert f"not resuming from {ck / 'last.ckpt'}: it does not load" in err
+    assert f"resuming from {ck / 'previous.ckpt'}" in err  # step 4, the one before
+    assert load(ck / "last.ckpt")["global_step"] == 8
+
+    assert main(["--config", "smoke_simclr", *args, "--trainer.max_steps=10", "--data.batch_size=4"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size: 8 -> 4" in err and "--run.allow_reshape" in err
+    assert load(ck / "last.ckpt")["global_step"] == 8  # untouched
+    reshaped = [*args, "--trainer.max_steps=10", "--data.batch_size=4", "--run.allow_reshape=true"]
+    assert main(["--config", "smoke_simclr", *reshaped]) == 0
+    assert "resuming with another shape (batch_size: 8 -> 4)" in capsys.readouterr().err
+    assert load(ck / "last.ckpt")["global_step"] == 10
+
+    for f in ck.iterdir():
+        f.write_bytes(b"garbage")
+    assert main(["--config", "smoke_simclr", *args, "--trainer.max_steps=12"]) == 2  # never a silent restart
+    assert "no checkpoint to resume from loads" in capsys.readouterr().err
+
+
+def _two_ranks(tmp: Path, cmd: list[str], tag: str, timeout: float = 300) -> tuple[list[int], list[str]]:
+    port = free_port()
+    procs: list[subprocess.Popen] = []
+    logs = [tmp / f"stderr_{tag}_rank{r}.txt" for r in range(2)]
+    for rank in range(2):
+        with logs[rank].open("w") as err:
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=tmp,
+                    env=slurm_env(tmp, rank=rank, world=2, port=port),
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    process_group=0 if rank == 0 else procs[0].pid,
+                )
+            )
+    try:
+        codes = wait_all(procs, timeout=timeout)
+    finally:
+        kill_group(procs[0].pid)
+        for p in procs:
+            p.wait(timeout=30)
+    return codes, [log.read_text() for log in logs]
+
+
+@pytest.mark.slow
+def test_one_rank_failing_to_read_never_starts_alone(tmp_path: Path, synth_folder: Path) -> None:
+    root = tmp_path / "run"
+    last = root / "checkpoints" / "last.ckpt"
+    cmd = fit_cmd(
+        root, synth_folder, "--trainer.strategy=ddp", "--trainer.accelerator=cpu", workers=0, nodes=2
+    )
+    codes, texts = _two_ranks(tmp_path, [*cmd, "--trainer.max_steps=3"], "a")
+    assert codes == [0, 0], texts[0][-2000:] + texts[1][-2000:]
+
+    def flaky(failures: int) -> str:
+        spec = {
+            "class_path": "tests.training.fake_slurm.FlakyCheckpointIO",
+            "init_args": {"failures": failures},
+        }
+        return f"--trainer.plugins={json.dumps(spec)}"
+
+    # a transient error on rank 1 (one failed read): retried, both ranks resume at step 3
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    callback = json.dumps(
+        {"class_path": "tests.training.fake_slurm.DumpParams", "init_args": {"out_dir": str(dump)}}
+    )
+    rerun = [*cmd, "--trainer.max_steps=5", flaky(1), f"--trainer.callbacks+={callback}"]
+    codes, texts = _two_ranks(tmp_path, rerun, "b")
+    assert codes == [0, 0], texts[0][-2000:] + texts[1][-2000:]
+    assert "rank 1 could not read" in texts[1] and f"resuming from {last}" in texts[0]
+    assert [load(dump / f"params_rank{r}.pt")["global_step"] for r in range(2)] == [5, 5]
+
+    # rank 1 cannot read it at all: both ranks stop with the error, nothing is overwritten
+    codes, texts = _two_ranks(tmp_path, [*cmd, "--trainer.max_steps=7", flaky(-1)], "c")
+    assert codes == [2, 2], texts[0][-2000:] + texts[1][-2000:]
+    assert all("not every rank could read it" in t for t in texts)
+    assert load(last)["global_step"] == 5
