@@ -30,8 +30,8 @@ NAMED = re.compile(r"ssl-cyto ((?:data |index )?[a-z]+)")
 QUOTED = re.compile(r"`ssl-cyto ((?:data |index )?[a-z]+)([^`]*)`")  # `ssl-cyto CMD ... --X ...`
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 PACKAGE_COMMAND = {"serve": "serve"}  # packages whose messages only one command prints
-# hints another branch rewrites (issue 19: `serve --model`); the lead empties this at merge
-PENDING = {("ssl_cyto/retrieval/search.py", "--model")}
+# hints known to be wrong and being rewritten elsewhere (none now)
+PENDING: set[tuple[str, str]] = set()
 GLOBAL_OPTIONS = {"--help", "--debug", "--version"}
 
 

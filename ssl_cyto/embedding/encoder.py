@@ -41,7 +41,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EmbedError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
+        raise EmbedError(f"--device {device}: CUDA is not available here; use `ssl-cyto embed --device cpu` (query and serve take it too) or auto")
     if device != "cpu" and not device.startswith("cuda"):
         raise EmbedError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
     return device

@@ -63,7 +63,8 @@ def select_part(res: ResolvedData, limit: int | None, part: tuple[int, int]) -> 
         return replace(res, catalog=cat.iloc[block].reset_index(drop=True))
     if limit is not None:
         raise EmbedError(
-            "--limit cannot be combined with --part for shards (it counts cells in loader order)"
+            "`ssl-cyto embed --limit` cannot be combined with `ssl-cyto embed --part` for shards (it counts "
+            "cells in loader order)"
         )
     counts = None if res.counts is None else res.counts[i - 1 :: n]
     return replace(res, urls=res.urls[i - 1 :: n], counts=counts, sources=None)

@@ -184,7 +184,7 @@ def compute_baselines(kinds: list[str], folder: EmbeddingFolder, seed: int) -> d
     if not data:
         raise ProbeError(
             f"{folder.path / 'embed.json'} has no 'data' entry, so the {', '.join(todo)} baseline(s) cannot be "
-            f"embedded; embed them yourself and pass --baseline NAME=DIR, or use --baselines none"
+            f"embedded; embed them yourself and pass `ssl-cyto probe --baseline NAME=DIR`, or use `ssl-cyto probe --baselines none`"
         )
     modules = {}
     for k in todo:

@@ -133,7 +133,7 @@ class HoldoutProtocol(Protocol):
             raise ProbeError(
                 f"nothing to score in {ctx.emb_dir}: "
                 + ("; ".join(notes) or f"no labelled classes with >= {ctx.min_cells} cells")
-                + f"; lower the minimum with --min-cells N (now {ctx.min_cells})"
+                + f"; lower the minimum with `ssl-cyto probe --min-cells N` (now {ctx.min_cells})"
             )
         return tasks
 

@@ -58,7 +58,7 @@ def baseline_folder(emb_dir: str | Path, name: str, spec: str, *, device: str = 
     if packed is not None and packed < int(meta["input_size"]):
         print(
             f"warning: --baseline {name}: the cells were packed at {packed} px, smaller than the model's "
-            f"{meta['input_size']} px input; it sees upsampled cells (repack with --image-size "
+            f"{meta['input_size']} px input; it sees upsampled cells (repack with `ssl-cyto pack --image-size` "
             f"{meta['input_size']} for a fair row)",
             file=sys.stderr,
         )

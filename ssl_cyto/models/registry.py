@@ -24,13 +24,16 @@ HUB_PREFIXES = ("hf-hub:", "hf_hub:", "timm/", "local-dir:")
 WEIGHTS_ADVICE = (
     "pass released weights (a timm name with its tag such as resnet18.a1_in1k, hf-hub:ORG/NAME, "
     "local-dir:PATH), a backbone folder from `ssl-cyto export` or a training .ckpt as --model, or keep the "
-    "architecture name and give a local weights file with --weights FILE (safetensors or a torch.save'd "
+    "architecture name and give a local weights file with `ssl-cyto embed --weights FILE` (safetensors or a torch.save'd "
     "state_dict)"
 )
 #: File suffixes that make a name a local file, never a timm tag.
 LOCAL_SUFFIXES = (".json", ".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 #: The way out when released weights cannot be fetched, said with every hub error.
-WEIGHTS_ADVICE_SHORT = "pass --model ARCH --weights FILE with a local copy of the weights (safetensors or state_dict)"
+WEIGHTS_ADVICE_SHORT = (
+    "pass `ssl-cyto embed --model ARCH --weights FILE` (fit: model.init_args.checkpoint_path) with a local "
+    "copy of the weights (safetensors or state_dict)"
+)
 
 
 def pretrained_tag(name: str) -> str | None:

@@ -48,7 +48,7 @@ def load_file(path: str | os.PathLike, trust: bool = False) -> Any:
             raise BackboneError(
                 f"{p}: this pickle holds more than tensors (torch.load(weights_only=True) refuses it: "
                 f"{str(exc).splitlines()[0][:160]}); loading it would run code from the file. Save a plain "
-                "state_dict or safetensors, or pass --trust-weights if you trust its origin"
+                "state_dict or safetensors, or pass `ssl-cyto embed --trust-weights` if you trust its origin"
             ) from exc
         return torch.load(p, map_location="cpu", weights_only=False)
     except (RuntimeError, OSError, EOFError) as exc:

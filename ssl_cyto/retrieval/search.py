@@ -82,9 +82,9 @@ def resolve_model(emb_dir: str | os.PathLike, model: str | None) -> str:
         if recorded and (Path(recorded) / MODEL_FILE).exists():
             return str(recorded)
         raise RetrievalError(
-            f"{info_path} names the backbone folder {recorded!r}, which is not there any more; pass --model"
+            f"{info_path} names the backbone folder {recorded!r}, which is not there any more; pass `ssl-cyto query --model` or `ssl-cyto serve --model`"
         )
-    raise RetrievalError(f"{emb_dir} records no backbone (no backbone/ and no embed.json); pass --model")
+    raise RetrievalError(f"{emb_dir} records no backbone (no backbone/ and no embed.json); pass `ssl-cyto query --model` or `ssl-cyto serve --model`")
 
 
 def _read_queries(paths: Sequence[str]) -> tuple[list[tuple[str, Any]], dict[str, str]]:

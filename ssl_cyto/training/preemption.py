@@ -269,7 +269,7 @@ def find_resume_checkpoint(
     if best is None and skipped and strict:
         raise ResumeError(
             f"no checkpoint to resume from loads: {'; '.join(skipped)}; move them away to start afresh, "
-            "or pass --ckpt_path=FILE (or --run.resume=false)"
+            "or pass `ssl-cyto fit --ckpt_path=FILE` (or `ssl-cyto fit --run.resume=false`)"
         )
     return None if best is None else best[2]
 

@@ -126,7 +126,7 @@ class AgreedResume(_CheckpointConnector):
             )
             raise ResumeError(
                 f"{path}: not every rank could read it ({mine}); no rank resumes alone. Check the file "
-                "system and rerun, or pass --ckpt_path=FILE"
+                "system and rerun, or pass `ssl-cyto fit --ckpt_path=FILE`"
             )
         assert loaded is not None
         self._check_shape(loaded, path)
@@ -145,6 +145,6 @@ class AgreedResume(_CheckpointConnector):
             raise ResumeError(
                 f"{path} was written with another shape ({'; '.join(changes)}): resuming would re-partition "
                 "the data stream and rescale the learning rate; run with the same settings, or pass "
-                "--run.allow_reshape=true (see docs/training.md)"
+                "`ssl-cyto fit --run.allow_reshape=true` (see docs/training.md)"
             )
         self._say(f"resuming with another shape ({'; '.join(changes)}): data position kept in samples")

@@ -43,14 +43,14 @@ def test_embed_query_and_serve_give_one_image_the_same_vector(
     assert model["architecture"] == "vit_tiny_patch16_224" and model["input_size"] == 32
     assert model["mean"] == [0.5] * 3 and model["std"] == [0.2] * 3 and model["random_init"] is False
     assert info["format_version"] == 2 and info["model"]["path"] == "backbone"  # relative: inside the folder
-    assert json.loads((emb / "index.json").read_text())["source"]["name"] == "hf-hub:test/vit"
+    assert json.loads((emb / "index.faiss.json").read_text())["source"]["name"] == "hf-hub:test/vit"
     enc = Encoder.load(emb / "backbone", device="cpu")
     for key, value in enc.module.state_dict().items():
         assert np.array_equal(value.numpy(), saved[key].numpy()), key
     image, stored = _first_cell(emb)
     got = search.query([image], emb, k=1, device="cpu")
     assert got[0]["neighbours"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
-    meta = json.loads((emb / "index.json").read_text()) | {"index_path": str(emb / "index.faiss")}
+    meta = json.loads((emb / "index.faiss.json").read_text()) | {"index_path": str(emb / "index.faiss")}
     queried = search._embed_images(
         [(str(image), Image.open(image).convert("RGB"))], str(emb / "backbone"), meta, "cpu", 0
     )

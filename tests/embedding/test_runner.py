@@ -34,7 +34,8 @@ def test_every_cell_once_sorted_and_aligned(full_run: Path, synth_folder: Path) 
     cat = catalog_from_path(synth_folder)
     emb = np.load(full_run / "embeddings.npy")
     cells = pd.read_parquet(full_run / "cells.parquet")
-    assert list(cells.columns) == CATALOG_COLUMNS
+    assert list(cells.columns) == [*CATALOG_COLUMNS, "phash"]  # + the hash pack stored (none for a folder)
+    assert cells["phash"].isna().all()
     assert emb.dtype == np.float32 and emb.shape[0] == len(cells) == len(cat)
     assert cells["cell_id"].tolist() == sorted(cat["cell_id"].tolist())  # each once, sorted
     info = json.loads((full_run / "embed.json").read_text())
