@@ -20,7 +20,17 @@ The modules are named by what they hold (``data.scanning``, ``embedding.runner``
 
 from __future__ import annotations
 
+import os
+
 from ssl_cyto.formats.lazy import lazy_exports
+
+# pyarrow's bundled jemalloc starts a background purging thread when libarrow loads
+# ("background_thread:true" compiled in). DataLoader workers and DDP ranks are forked from processes
+# that have loaded it, and a fork taken while that thread holds an allocator lock can leave the child
+# blocked on a futex before it runs any code: seen once in a 2-rank DDP test here (a loader worker
+# stuck in fork, its rank waiting for data forever). Arrow reads this variable when libarrow loads;
+# set before any pyarrow import, it turns the thread off (a user's own setting wins).
+os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
 
 __version__ = "0.1.0"
 
