@@ -210,6 +210,14 @@ class SSLTask(ScheduleMixin, pl.LightningModule):
         info = checkpoint.setdefault("ssl_cyto", {})
         info.setdefault("task_class", f"{type(self).__module__}.{type(self).__qualname__}")
         info.setdefault("method", self.method)
+        trainer = self._trainer
+        record = self.sample_state(int(trainer.global_step)) if trainer is not None else None
+        if record is not None:
+            info["samples"] = record  # where the schedule stands, in samples (tasks/schedule.py)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Continue the schedule in samples (a reshaped resume converts ``max_steps``: tasks/schedule.py)."""
+        self.restore_sample_state((checkpoint.get("ssl_cyto") or {}).get("samples"))
 
     def setup(self, stage: str) -> None:
         """Hand this task's transforms to the data module (``use_transforms``): the coupling goes one way,

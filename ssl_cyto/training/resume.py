@@ -12,8 +12,10 @@ of Lightning's checkpoint connector inside ``trainer.fit``, where the process gr
    rank stops with the error, so no rank ever starts alone from step 0;
 3. a checkpoint written by another world size, loader worker count or batch size is refused, naming
    what changed (it would re-partition the data stream and rescale the learning rate), unless
-   ``--run.allow_reshape=true``: the run then resumes at the same optimiser step with the data position
-   kept in samples (:meth:`ssl_cyto.data.datamodule.CellDataModule.load_state_dict`).
+   ``--run.allow_reshape=true``: the run then resumes with the data position kept in samples
+   (:meth:`ssl_cyto.data.datamodule.CellDataModule.load_state_dict`) and the schedules and the stop
+   point too (:mod:`ssl_cyto.tasks.schedule`: ``max_steps`` counts steps of the first shape's global
+   batch; a checkpoint without its sample record gets one from its saved shape here).
 """
 
 from __future__ import annotations
@@ -147,4 +149,14 @@ class AgreedResume(_CheckpointConnector):
                 "the data stream and rescale the learning rate; run with the same settings, or pass "
                 "`ssl-cyto fit --run.allow_reshape=true` (see docs/training.md)"
             )
-        self._say(f"resuming with another shape ({'; '.join(changes)}): data position kept in samples")
+        info = loaded.setdefault("ssl_cyto", {})
+        if "samples" not in info:  # written before the schedules were kept in samples: derive it
+            old = saved["shape"]
+            old_batch = int(old.get("batch_size", 1)) * int(old.get("world_size", 1))
+            old_batch *= int(self.trainer.accumulate_grad_batches)
+            step = int(loaded.get("global_step", 0))
+            info["samples"] = {"step": step, "seen": step * old_batch, "base_batch": old_batch}
+        self._say(
+            f"resuming with another shape ({'; '.join(changes)}): data position, schedules and stop "
+            "point kept in samples"
+        )

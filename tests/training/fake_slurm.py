@@ -5,6 +5,7 @@ that dumps each rank's parameters (importable by class path from a subprocess: `
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -187,3 +188,26 @@ class FlakyCheckpointIO(AtomicCheckpointIO):
             self.failures -= 1
             raise OSError(f"simulated read error of {path}")
         return super().load_checkpoint(path, *args, **kwargs)
+
+
+class RecordLR(pl.Callback):
+    """Appends ``[global step of the batch, learning rate]`` of every training batch to ``out_file`` (JSON lines)."""
+
+    def __init__(self, out_file: str) -> None:
+        self.out_file = out_file
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        with open(self.out_file, "a") as f:
+            f.write(json.dumps([int(trainer.global_step) - 1, float(lr)]) + "\n")
+
+
+class StopAt(pl.Callback):
+    """Stops the fit after ``step`` optimiser steps (a run cut short with its schedule unchanged)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True

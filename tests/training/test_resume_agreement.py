@@ -136,3 +136,38 @@ def test_one_rank_failing_to_read_never_starts_alone(tmp_path: Path, synth_folde
     assert codes == [2, 2], texts[0][-2000:] + texts[1][-2000:]
     assert all("not every rank could read it" in t for t in texts)
     assert load(last)["global_step"] == 5
+
+
+def test_reshape_keeps_the_schedule_in_samples(tmp_path: Path, synth_folder: Path) -> None:
+    """8 steps of batch 8 (64 samples); the same run cut at step 4 and resumed with batch 4: the resumed
+    run ends after 64 samples (step 12) and its LR at each step is the straight run's at as many samples."""
+
+    def cb(name: str, **init_args: object) -> str:
+        spec = {"class_path": f"tests.training.fake_slurm.{name}", "init_args": init_args}
+        return f"--trainer.callbacks+={json.dumps(spec)}"
+
+    def run(tag: str, *extra: str) -> dict[int, float]:
+        out = tmp_path / f"lr_{tag}.jsonl"
+        args = [
+            *tiny_args(tmp_path / tag.split("_")[0], synth_folder, steps=8),
+            "--run.logger=none",
+            "--trainer.max_epochs=100",
+            "--model.init_args.lr_scaling=none",  # the same peak LR for both batch sizes
+            "--model.init_args.warmup_steps=2",
+            cb("RecordLR", out_file=str(out)),
+            *extra,
+        ]
+        assert main(["--config", "smoke_simclr", *args]) == 0
+        return {int(s): lr for s, lr in (json.loads(line) for line in out.read_text().splitlines())}
+
+    straight = run("a")
+    assert sorted(straight) == list(range(8))
+    first = run("b_first", cb("StopAt", step=4))
+    assert load(tmp_path / "b" / "checkpoints" / "last.ckpt")["global_step"] == 4
+    assert first == {s: straight[s] for s in range(4)}
+    resumed = run("b_resumed", "--data.batch_size=4", "--run.allow_reshape=true")
+    assert sorted(resumed) == list(range(4, 12))  # 32 + 8 x 4 = 64 samples, as the straight run
+    assert load(tmp_path / "b" / "checkpoints" / "last.ckpt")["global_step"] == 12
+    for s in range(4, 8):  # step 4 + 2j of batch 4 has seen 32 + 8j samples: step 4 + j of batch 8
+        assert resumed[4 + 2 * (s - 4)] == pytest.approx(straight[s], rel=1e-6)
+    assert straight[4] > resumed[5] > straight[5]  # in between, not a step of the straight run
