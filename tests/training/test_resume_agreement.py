@@ -1,12 +1,15 @@
 """The resume decision (ssl_cyto.training.resume): the configured checkpoint.dirpath is searched, a
 checkpoint that does not load falls back to the previous one (and says so), checkpoints that exist but
 none loads stop the run with an error naming them, a resume of another shape is refused unless allowed,
-and (slow, real processes under fake SLURM / 2-process gloo) the requeued job resumes and both ranks
+and (slow, real processes under fake SLURM / 2-process gloo) a requeued job resumes from a custom
+checkpoint.dirpath and past a truncated newest checkpoint, and both ranks
 resume at the same step or both stop."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -14,7 +17,17 @@ import pytest
 
 from ssl_cyto.training.preemption import ResumeError, find_resume_checkpoint
 from ssl_cyto.training.resume import reshape_changes
-from tests.training.fake_slurm import fit_cmd, free_port, kill_group, load, slurm_env, wait_all
+from tests.training.fake_slurm import (
+    JOB_ID,
+    fit_cmd,
+    free_port,
+    kill_group,
+    load,
+    preemption_line,
+    slurm_env,
+    wait_all,
+    wait_for_step,
+)
 from tests.training.test_fit import main, tiny_args
 
 
@@ -171,3 +184,60 @@ def test_reshape_keeps_the_schedule_in_samples(tmp_path: Path, synth_folder: Pat
     for s in range(4, 8):  # step 4 + 2j of batch 4 has seen 32 + 8j samples: step 4 + j of batch 8
         assert resumed[4 + 2 * (s - 4)] == pytest.approx(straight[s], rel=1e-6)
     assert straight[4] > resumed[5] > straight[5]  # in between, not a step of the straight run
+
+
+def _preempted_job(tmp: Path, cmd: list[str], last: Path, min_step: int) -> int:
+    """Run ``cmd`` as a fake SLURM job, send SIGUSR1 to its process group once ``last`` holds step
+    ``min_step``: the job checkpoints to ``last``, requeues itself once and exits 130; its saved step."""
+    log = tmp / "stderr_job.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            cmd, cwd=tmp, env=slurm_env(tmp), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+        )
+    try:
+        wait_for_step(last, min_step, [proc], [log], timeout=240)
+        os.killpg(proc.pid, signal.SIGUSR1)
+        (code,) = wait_all([proc], timeout=120)
+    finally:
+        kill_group(proc.pid)
+        proc.wait(timeout=30)
+    text = log.read_text()
+    assert code == 130, text[-3000:]
+    assert (tmp / "scontrol.log").read_text().splitlines() == [f"requeue {JOB_ID}"]
+    line = preemption_line(text)
+    assert line["path"] == str(last)
+    return int(line["saved"])
+
+
+def _requeued(tmp: Path, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """The requeued job: the same command, under the same fake SLURM job."""
+    done = subprocess.run(cmd, cwd=tmp, env=slurm_env(tmp), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_requeued_job_resumes_from_its_custom_dirpath(tmp_path: Path, synth_folder: Path) -> None:
+    ck = tmp_path / "custom_ck"
+    cmd = fit_cmd(tmp_path / "run", synth_folder, f"--checkpoint.dirpath={ck}", workers=0)
+    step = _preempted_job(tmp_path, cmd, ck / "last.ckpt", min_step=3)
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    done = _requeued(tmp_path, [*cmd, f"--trainer.max_steps={step + 2}"])
+    assert f"resuming from {ck / 'last.ckpt'}" in done.stderr
+    assert f"training from step {step} to {step + 2}" in done.stderr  # not from step 0
+    assert load(ck / "last.ckpt")["global_step"] == step + 2
+
+
+@pytest.mark.slow
+def test_requeued_job_skips_a_truncated_newest_checkpoint(tmp_path: Path, synth_folder: Path) -> None:
+    ck = tmp_path / "run" / "checkpoints"
+    cmd = fit_cmd(tmp_path / "run", synth_folder, workers=0)
+    step = _preempted_job(tmp_path, cmd, ck / "last.ckpt", min_step=6)
+    before = load(ck / "previous.ckpt")["global_step"]
+    assert 0 < before < step
+    (ck / "last.ckpt").write_bytes((ck / "last.ckpt").read_bytes()[:2000])  # the node died mid-write
+    done = _requeued(tmp_path, [*cmd, f"--trainer.max_steps={step + 2}"])
+    assert f"not resuming from {ck / 'last.ckpt'}: it does not load" in done.stderr
+    assert f"resuming from {ck / 'previous.ckpt'}" in done.stderr
+    assert f"training from step {before} to {step + 2}" in done.stderr
+    assert load(ck / "last.ckpt")["global_step"] == step + 2
