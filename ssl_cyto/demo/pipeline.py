@@ -26,7 +26,12 @@ from ssl_cyto.data.packing import pack
 from ssl_cyto.data.scanning import scan
 from ssl_cyto.data.sources import detect_source
 from ssl_cyto.data.synth import synthesize
-from ssl_cyto.demo.budget import estimate_post_training_seconds, forward_seconds_per_cell, max_time
+from ssl_cyto.demo.budget import (
+    estimate_post_training_seconds,
+    forward_seconds_per_cell,
+    max_time,
+    pretrain_seconds,
+)
 from ssl_cyto.demo.demo_report import write_demo_report
 from ssl_cyto.demo.learning_curve import plot_learning_curve
 from ssl_cyto.demo.stages import DemoError, StageLog
@@ -139,13 +144,12 @@ def run_demo(
         lambda: pack(catalog_path, shard_dir, shard_size=500, workers=workers, image_size=pack_size, seed=seed),
         f"{n_cells} cells, shorter side {pack_size}px",
     )
-    decode_sec = max(log.rows[-1]["seconds"] / max(n_cells, 1) * workers / 4.0, 2e-4)
 
     fwd = forward_seconds_per_cell(
         model_args.get("backbone", "resnet18"), dict(model_args.get("backbone_kwargs") or {}), input_size
     )
-    post = estimate_post_training_seconds(n_cells, fwd, decode_sec)
-    train_seconds = max(min_train_seconds, minutes * 60.0 - log.elapsed() - post)
+    post = estimate_post_training_seconds(n_cells, fwd)
+    train_seconds = pretrain_seconds(minutes, log.elapsed(), post, min_train_seconds)
     train_root = out / "train"
     ckpt = log.run(
         "pretrain",
