@@ -23,9 +23,10 @@ Usage (on the GPU machine, from the repository root; no network needed)::
     python benchmarks/gpu_check.py --dry-run --out /tmp/gc  # CPU, tiny sizes, the same code path
 
 Packages the machine lacks travel with the repository as wheels (64 MiB at most):
-``pip download --no-deps -d wheels/ pytorch-lightning lightning-utilities torchmetrics timm kornia
-kornia-rs lightly webdataset jsonargparse`` here, then ``pip install --no-index --find-links wheels/ ...``
-there (the machine has its own Python 3.12 and torch). The ``env`` stage lists what does not import.
+``bash benchmarks/gpu_wheels.sh`` here (into the git-ignored ``cache/gpu_wheels/``; it says what is not
+included), then ``pip install --no-index --no-deps --find-links cache/gpu_wheels cache/gpu_wheels/*.whl
+&& timeout 300 python benchmarks/gpu_check.py`` there (the machine has its own Python 3.12 and torch;
+docs/training.md). The ``env`` stage lists what does not import.
 """
 
 from __future__ import annotations

@@ -26,3 +26,19 @@ def test_dry_run_writes_every_stage(tmp_path: Path) -> None:
     assert "skipped" in stages["ddp"]
     assert "skipped" in stages["faiss"] or stages["faiss"]["self_hit_rate"] == 1.0
     assert "## dino_vits16" in (out / "gpu.md").read_text()
+
+
+def test_wheel_preparation_script_and_its_documented_command() -> None:
+    import subprocess
+
+    repo = SCRIPT.parents[1]
+    wheels = repo / "benchmarks" / "gpu_wheels.sh"
+    assert subprocess.run(["bash", "-n", str(wheels)], capture_output=True).returncode == 0
+    text = wheels.read_text()
+    assert "--only-binary=:all:" in text and "--python-version 3.12" in text and "--no-deps" in text
+    if (repo / ".git").exists():  # a git checkout: the wheels never enter git
+        ignored = subprocess.run(["git", "check-ignore", "-q", "cache/gpu_wheels/x.whl"], cwd=repo)
+        assert ignored.returncode == 0
+    docs = (repo / "docs" / "training.md").read_text()
+    assert "pip install --no-index --no-deps --find-links cache/gpu_wheels" in docs
+    assert "timeout 300 python benchmarks/gpu_check.py" in docs
