@@ -171,7 +171,7 @@ class DINO(MomentumTask):
 
     # ---- schedules (pure functions of the optimiser step) -----------------------------------------
     def _progress_epochs(self) -> float:
-        return self.trainer.global_step / self.steps_per_epoch()
+        return self.epochs_at(int(self.trainer.global_step))
 
     def teacher_temperature(self) -> float:
         """Linear warm-up from ``warmup_teacher_temp`` to ``teacher_temp`` over the warm-up epochs."""

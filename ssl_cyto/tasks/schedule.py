@@ -134,15 +134,25 @@ class ScheduleMixin:
         rule = self.hp.lr_scaling
         return self.hp.lr * (ratio if rule == "linear" else math.sqrt(ratio) if rule == "sqrt" else 1.0)
 
+    def schedule_epoch_steps(self) -> float:
+        """An epoch in schedule steps: :meth:`steps_per_epoch` (in steps of the current global batch)
+        converted to steps of ``base_batch`` samples after a reshape."""
+        shaped = self._reshaped()
+        per_base = shaped[1] / shaped[0]["base_batch"] if shaped else 1.0
+        return self.steps_per_epoch() * per_base
+
+    def epochs_at(self, step: int) -> float:
+        """Epochs of data trained at ``step`` (``step / steps_per_epoch()``, in samples after a reshape)."""
+        return self.schedule_step(step) / self.schedule_epoch_steps()
+
     def warmup_length(self) -> int:
         """Warm-up steps (on the schedule): ``warmup_steps`` when set, else ``warmup_epochs`` x steps
         per epoch."""
-        h, shaped = self.hp, self._reshaped()
-        per_base = shaped[1] / shaped[0]["base_batch"] if shaped else 1.0  # an epoch in schedule steps
+        h = self.hp
         warm = (
             h.warmup_steps
             if h.warmup_steps is not None
-            else int(round(h.warmup_epochs * self.steps_per_epoch() * per_base))
+            else int(round(h.warmup_epochs * self.schedule_epoch_steps()))
         )
         return min(int(warm), int(self.schedule_step(self.total_steps())) - 1)
 
