@@ -16,7 +16,8 @@ On top of LightningCLI this entry point adds (all overridable from YAML or the c
   from the checkpoint with the highest global step that loads, chosen once by rank 0 and loaded by every
   rank or none (:mod:`ssl_cyto.training.resume`; model, optimiser, schedulers, DINO teacher and centre,
   global step, callback states); ``--run.resume=false`` starts afresh, ``--ckpt_path=X`` resumes from X;
-  ``--run.allow_reshape=true`` accepts another world size, worker count or batch size. Every
+  ``--run.allow_reshape=true`` accepts another world size, worker count or batch size (schedules and
+  stop point kept in samples: :mod:`ssl_cyto.tasks.schedule`). Every
   checkpoint is written atomically and flushed to the disk; the one before ``last.ckpt`` is kept.
 * ``preemption:`` :class:`~ssl_cyto.training.callbacks.preemption.Preemption`: on SIGUSR1 (SLURM's
   ``--signal=SIGUSR1@90``) or SIGTERM every rank stops at the next step boundary after one ``last.ckpt``,
@@ -181,7 +182,8 @@ class SSLCytoCLI(LightningCLI):
             "--run.allow_reshape",
             type=bool,
             default=False,
-            help="resume a checkpoint written with another world size, worker count or batch size",
+            help="resume a checkpoint written with another world size, worker count or batch size "
+            "(the data position, schedules and max_steps continue in samples)",
         )
         parser.add_lightning_class_args(LastCheckpoint, "checkpoint")
         parser.add_lightning_class_args(Preemption, "preemption")
