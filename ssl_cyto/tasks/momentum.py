@@ -27,10 +27,33 @@ from ssl_cyto.tasks.schedule import cosine_at
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy of ``module`` whose parameters get no gradients (the teacher's starting point)."""
+    """A deep copy of ``module`` whose parameters get no gradients and that has no stochastic depth or
+    dropout (the teacher's starting point).
+
+    The teacher runs in train mode with the student (so a CNN teacher's batch norm uses batch
+    statistics, as in DINO's code), but it is never regularised: DINO and DINOv2 build their teacher
+    without drop path (Caron et al. 2021, ``main_dino.py``; Oquab et al. 2023, ``ssl_meta_arch.py``).
+    A deep copy of a student built with ``drop_path_rate`` would otherwise drop residual branches of
+    the teacher at random and make its targets noisy.
+    """
     teacher = copy.deepcopy(module)
     deactivate_requires_grad(teacher)
+    without_stochastic_layers(teacher)
     return teacher
+
+
+def without_stochastic_layers(module: nn.Module) -> None:
+    """Replace every stochastic-depth layer of ``module`` (timm's ``DropPath``) by an identity and set
+    every dropout probability to 0, in place."""
+    from timm.layers import DropPath
+
+    for name, child in list(module.named_children()):
+        if isinstance(child, DropPath):
+            setattr(module, name, nn.Identity())
+        else:
+            if isinstance(child, nn.modules.dropout._DropoutNd):
+                child.p = 0.0
+            without_stochastic_layers(child)
 
 
 class MomentumTask(SSLTask):

@@ -121,3 +121,23 @@ def test_checkpoint_exports_teacher(tmp_path):
     out = save_backbone(module, tmp_path / "bb", meta)
     _, saved = load_backbone_folder(out)
     assert saved["weights_sha256"] == state_sha256(module)
+
+
+def test_teacher_has_no_drop_path_while_student_keeps_it():
+    """A student built with stochastic depth keeps it; its EMA teacher gets none (DINO's and DINOv2's
+    teachers are built without drop path), so the teacher's targets are deterministic in train mode."""
+    from timm.layers import DropPath
+
+    torch.manual_seed(0)
+    task = DINO(
+        backbone="vit_tiny_patch16_224",
+        backbone_kwargs={"drop_path_rate": 0.5, "depth": 2, "img_size": 32, "patch_size": 8},
+        input_size=32, head_hidden_dim=32, head_bottleneck_dim=16, head_output_dim=64,
+    )
+    task.train()
+    assert any(isinstance(m, DropPath) for m in task.backbone.modules())
+    assert not any(isinstance(m, DropPath) for m in task.teacher_backbone.modules())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(task.teacher_backbone(x), task.teacher_backbone(x))
+        assert not torch.equal(task.backbone(x), task.backbone(x))
