@@ -8,11 +8,11 @@
 #
 # Usage: bash benchmarks/gpu_wheels.sh          (PYTHON=... picks the Python whose versions are pinned)
 #   The set is what the GPU check imports beyond torch: Lightning, timm, kornia, lightly, webdataset,
-#   jsonargparse, huggingface_hub/safetensors, and the data layer's pandas, tifffile and pyyaml
-#   (~32 MiB measured). NOT included, so the GPU machine must have them: torchvision (must match its
-#   torch build), numpy and pillow (torchvision's own dependencies), and pyarrow: its wheel alone is
-#   55 MiB, and ssl_cyto.data imports it at package import (tasks -> data.loading -> formats.catalog), so
-#   with the rest it exceeds 64 MiB. faiss-gpu is not included either (larger than 64 MiB by itself; the
+#   jsonargparse, huggingface_hub/safetensors, tifffile and pyyaml. NOT included, so the GPU machine
+#   must have them: torchvision (must match its torch build), numpy and pillow (torchvision's own
+#   dependencies). pandas and pyarrow are not needed: the check imports the tasks, and
+#   ssl_cyto.data.loading loads its readers (pandas, pyarrow) only when they are used (pyarrow's
+#   wheel alone is 55 MiB). faiss-gpu is not included either (larger than 64 MiB by itself; the
 #   gpu_check faiss stage is skipped where faiss is absent).
 # Versions are those of the Python running this script (the versions the tests ran with), else latest.
 # --no-deps: dependencies beyond this list must already be on the GPU machine; gpu_check's `env` stage
@@ -26,7 +26,7 @@ LIMIT=$((64 * 1024 * 1024))
 
 PKGS=(pytorch-lightning lightning-utilities torchmetrics timm kornia kornia_rs lightly webdataset
       braceexpand jsonargparse docstring-parser typeshed-client huggingface_hub hf-xet safetensors
-      tifffile PyYAML tqdm packaging pandas python-dateutil tzdata)
+      tifffile PyYAML tqdm packaging)
 
 git check-ignore -q "$OUT/x.whl" || { echo "gpu_wheels: $OUT is not git-ignored; refusing" >&2; exit 2; }
 mkdir -p "$OUT"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
@@ -42,3 +44,21 @@ def test_wheel_preparation_script_and_its_documented_command() -> None:
     docs = (repo / "docs" / "training.md").read_text()
     assert "pip install --no-index --no-deps --find-links cache/gpu_wheels" in docs
     assert "timeout 300 python benchmarks/gpu_check.py" in docs
+
+
+def test_the_tasks_import_without_pandas_or_pyarrow() -> None:
+    """The GPU bundle carries no pandas / pyarrow (pyarrow alone is 55 MiB of the 64): the training tasks
+    must import without them, and every name of ``ssl_cyto.data.loading`` must still resolve."""
+    code = (
+        "import sys\n"
+        "sys.modules['pandas'] = None\n"
+        "sys.modules['pyarrow'] = None\n"
+        "from ssl_cyto.tasks import DINO, DINOv2, SimCLR\n"
+        "from ssl_cyto.data.loading import mix_seed\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import ssl_cyto.data.loading as loading
+
+    for name in loading.__all__:
+        assert getattr(loading, name) is not None, name
