@@ -7,12 +7,6 @@ the upload's embedding, and a JSON body of ``k`` rows. Each answer records where
 ``timing`` dict (milliseconds: ``queue`` waiting for a compute slot, ``embed``, ``search``, and
 ``answer``: everything this module does after the search - exact match, warnings, scale, map, rows),
 which the app sends as a ``Server-Timing`` header.
-
-**Cell-id queries in the event loop.** A cell-id query without filters is a stored vector and one
-index search; when that search is fast (median under :data:`INLINE_SEARCH_MS` over a few indexed
-cells, timed at start-up: HNSW/IVF, or a small flat index) the app runs it in the event loop when a
-compute slot is free at once (:meth:`Answerer.for_cell` with ``wait=False``), saving the hand-over to
-a worker thread and back; otherwise, and for filtered queries and uploads, it queues for a thread.
 """
 
 from __future__ import annotations
@@ -22,8 +16,6 @@ import io
 import time
 from typing import Any
 
-import numpy as np
-
 from ssl_cyto.serve.exact_match import build_matcher, describe
 from ssl_cyto.serve.lookups import build_lookups
 from ssl_cyto.serve.map_points import answer_map, gzip_json, map_payload
@@ -32,12 +24,9 @@ from ssl_cyto.serve.similarity_scale import build_scale, upload_warnings
 from ssl_cyto.serve.state import ServeState
 from ssl_cyto.serve.uploads import Limits, decode_upload
 
-__all__ = ["INLINE_SEARCH_MS", "PREVIEW_SIZE", "Answerer"]
+__all__ = ["PREVIEW_SIZE", "Answerer"]
 
 PREVIEW_SIZE = 256
-INLINE_SEARCH_MS = 1.0
-"""A cell-id search this fast (median, timed at start-up) may run in the event loop."""
-_INLINE_PROBES = 9
 BROWSER_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 
 
@@ -64,20 +53,6 @@ class Answerer:
         self.scale_seconds = round(_ms(started) / 1000.0, 3)
         self.matcher = build_matcher(state.folder.cells)
         self.umap_plain, self.umap_gzip = gzip_json(map_payload(state, state.umap, self.lookups))
-        self.search_ms = self._time_search()
-        self.inline_cells = self.search_ms < INLINE_SEARCH_MS
-
-    def _time_search(self) -> float:
-        """Median ms of an unfiltered cell-id search (k=10) over a few indexed cells (inf if none)."""
-        state = self.state
-        if state.n == 0:
-            return float("inf")
-        times = []
-        for row in np.linspace(0, state.n - 1, _INLINE_PROBES).astype(int):
-            start = time.perf_counter()
-            nearest_rows(state, state.vector_of(int(row)), 10, None, int(row))
-            times.append(_ms(start))
-        return float(np.median(times))
 
     def _base(
         self,
@@ -105,29 +80,16 @@ class Answerer:
         }
 
     def for_cell(
-        self,
-        row: int,
-        k: int,
-        label: str | None,
-        source: str | None,
-        timing: dict[str, float],
-        wait: bool = True,
-    ) -> dict[str, Any] | None:
-        """Neighbours of indexed row ``row`` (itself excluded).
-
-        ``wait=False``: answer only if a compute slot is free now (None otherwise), for the event loop.
-        """
+        self, row: int, k: int, label: str | None, source: str | None, timing: dict[str, float]
+    ) -> dict[str, Any]:
+        """Neighbours of indexed row ``row`` (itself excluded)."""
         mask = self.lookups.filter_mask(label, source)
         start = time.perf_counter()
-        if not self.state.compute.acquire(blocking=wait):
-            return None
-        try:
+        with self.state.compute:
             timing["queue"] = _ms(start)
             start = time.perf_counter()
             pairs = nearest_rows(self.state, self.state.vector_of(row), k, mask, row)
             timing["search"] = _ms(start)
-        finally:
-            self.state.compute.release()
         start = time.perf_counter()
         answer = self._base(str(self.state.cell_ids[row]), k, label, source, pairs, row)
         timing["answer"] = _ms(start)

@@ -19,9 +19,7 @@ from tables computed once here, and carry a ``Server-Timing`` header (:mod:`ssl_
 
 Every refused request is a 4xx JSON body ``{"error", "detail"}``; an unexpected failure is a 500 with
 the same shape and no traceback. Queries compute off the event loop (a thread pool), at most
-``threads`` at a time (:attr:`ssl_cyto.serve.state.ServeState.compute`), except an unfiltered
-cell-id query over a fast index, which answers in the event loop when a slot is free
-(:class:`ssl_cyto.serve.answers.Answerer`).
+``threads`` at a time (:attr:`ssl_cyto.serve.state.ServeState.compute`).
 """
 
 from __future__ import annotations
@@ -274,7 +272,7 @@ def _add_query_routes(
         return JSONResponse(answer)
 
     @api.get("/cells/{cell_id:path}/neighbours", response_model=QueryAnswer)
-    async def cell_neighbours(
+    def cell_neighbours(
         request: Request,
         cell_id: str,
         k: int = K_QUERY,
@@ -283,13 +281,7 @@ def _add_query_routes(
     ) -> Response:
         """Neighbours of an indexed cell (its stored vector), the cell itself excluded."""
         row = _cell_row(state, cell_id)
-        timing = timing_of(request)
-        answer = None
-        if answerer.inline_cells and not label and not source:  # a sub-ms search: no thread hand-over
-            answer = answerer.for_cell(row, k, label, source, timing, wait=False)
-        if answer is None:
-            answer = await run_in_threadpool(answerer.for_cell, row, k, label, source, timing)
-        return JSONResponse(answer)
+        return JSONResponse(answerer.for_cell(row, k, label, source, timing_of(request)))
 
 
 def _add_cell_routes(api: APIRouter, state: ServeState) -> None:

@@ -140,39 +140,3 @@ def test_class_names_come_from_any_vocabulary_that_knows_the_code() -> None:
     assert class_name("bm-mll", "NIF") == "Not identifiable"
     assert class_name("demo", "PMO") == "Promyelocyte"  # a copy under another source name
     assert class_name("folder:pbc_subset", "basophil") == "basophil"  # folder labels as they are
-
-
-def test_a_cell_query_runs_in_the_event_loop_when_its_search_is_fast(
-    state: ServeState, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No worker-thread hand-over for an unfiltered cell-id query over a fast index; a filtered one, or
-    one that finds every compute slot taken, still goes to the thread pool and gets the same answer."""
-    from ssl_cyto.serve import app as app_module
-    from ssl_cyto.serve.answers import INLINE_SEARCH_MS, Answerer
-
-    handed: list[str] = []
-    real = app_module.run_in_threadpool
-
-    async def counting(func, *args, **kwargs):  # type: ignore[no-untyped-def]
-        handed.append(func.__name__)
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr(app_module, "run_in_threadpool", counting)
-    answerer = Answerer(state)
-    assert answerer.inline_cells and answerer.search_ms < INLINE_SEARCH_MS  # a tiny flat index
-    cell_id = str(state.cell_ids[3])
-    url = f"/api/cells/{quote(cell_id, safe='')}/neighbours?k=5"
-    with TestClient(create_app(state)) as client:
-        inline = client.get(url)
-        assert inline.status_code == 200 and handed == []
-        assert "search;dur=" in inline.headers["server-timing"]
-        label = str(state.labels[3])
-        assert client.get(f"{url}&label={quote(label)}").status_code == 200 and handed == ["for_cell"]
-        slots = []
-        while state.compute.acquire(blocking=False):  # every slot busy (uploads computing)
-            slots.append(1)
-        assert answerer.for_cell(3, 5, None, None, {}, wait=False) is None
-        for _ in slots:
-            state.compute.release()
-    queued = answerer.for_cell(3, 5, None, None, {})
-    assert queued is not None and queued["neighbours"] == inline.json()["neighbours"]
