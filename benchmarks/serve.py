@@ -8,8 +8,10 @@ uploads are embedded by the very model whose sha256 the index records. Two index
 (exact) and ``hnsw`` (the defaults of ``ssl_cyto.retrieval``).
 
 For each index the server runs as ``python -m ssl_cyto serve --threads T`` in its own process; an
-asyncio/httpx client sends a bounded number of requests (``--requests`` per setting, at most
-``--seconds``) at concurrency 1, 8 and 32, for cell-id queries (``GET /neighbours?k=10`` of random
+asyncio client (one keep-alive HTTP/1.1 connection per request in flight, :class:`RawConnection`;
+``--client httpx`` for httpx's AsyncClient, which costs more CPU per request than the server on
+these shared cores) sends a bounded number of requests (``--requests`` per setting, at most
+``--seconds``) at each ``--concurrency`` (default 1 and 16), for cell-id queries (``GET /neighbours?k=10`` of random
 cells) and image uploads (``POST /api/query?k=10`` of a 400x400 RGBA TIFF), and records requests/s,
 p50/p95/p99 latency and errors. The CLI column is ``python -m ssl_cyto query --index ... --json``
 for the same query (a fresh process: import, load index and model, answer), median of 3 runs.
@@ -136,6 +138,54 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+BOUNDARY = "ssl-cyto-bench-boundary"
+
+
+def multipart(image: bytes) -> bytes:
+    """The body of ``POST /api/query`` with ``image`` as the file field ``image``."""
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="cell.tiff"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode("ascii")
+    return head + image + f"\r\n--{BOUNDARY}--\r\n".encode("ascii")
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: a load generator far lighter on the CPU
+    than httpx's AsyncClient (which costs about as much CPU per request as the server's own work, on
+    the same cores). Answers must carry ``Content-Length`` (the server's JSON answers do)."""
+
+    def __init__(self, url: str) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", ctype: str = ""
+    ) -> tuple[int, dict, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if body:
+            head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode("ascii") + b"\r\n" + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        data = await self.reader.readexactly(int(headers.get("content-length", 0)))
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, headers, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
 async def load(
     url: str,
     kind: str,
@@ -145,6 +195,7 @@ async def load(
     ids: list[str],
     image: bytes,
     server_pid: int | None = None,
+    client: str = "raw",
 ) -> dict:
     latencies: list[float] = []
     outside: list[float] = []  # server-side ms outside queueing, embedding and searching
@@ -154,38 +205,57 @@ async def load(
     sent = 0
     rng = random.Random(concurrency)
     deadline = time.perf_counter() + seconds
+    body = multipart(image)
+    ctype = f"multipart/form-data; boundary={BOUNDARY}"
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def one(http: Any) -> tuple[int, dict, bytes]:
+        if kind == "cell":
+            path = f"/api/cells/{quote(rng.choice(ids), safe='')}/neighbours?k=10"
+            if isinstance(http, RawConnection):
+                return await http.request("GET", path)
+            r = await http.get(path)
+        else:
+            if isinstance(http, RawConnection):
+                return await http.request("POST", "/api/query?k=10", body, ctype)
+            r = await http.post("/api/query?k=10", content=body, headers={"content-type": ctype})
+        return r.status_code, {"server-timing": r.headers.get("server-timing")}, r.content
+
+    async def worker(http: Any) -> None:
         nonlocal sent
         while sent < total and time.perf_counter() < deadline:
             sent += 1
             t0 = time.perf_counter()
             try:
-                if kind == "cell":
-                    r = await client.get(f"/api/cells/{quote(rng.choice(ids), safe='')}/neighbours?k=10")
-                else:
-                    r = await client.post("/api/query?k=10", files={"image": ("cell.tiff", image)})
-                ok = r.status_code == 200 and len(r.json()["neighbours"]) == 10
-                key = "ok" if ok else f"HTTP {r.status_code}"
-                phases = server_phases(r.headers.get("server-timing"))
+                status, headers, data = await one(http)
+                ok = status == 200 and len(json.loads(data)["neighbours"]) == 10
+                key = "ok" if ok else f"HTTP {status}"
+                phases = server_phases(headers.get("server-timing"))
                 if ok and "app" in phases:
                     inner = sum(phases.get(p, 0.0) for p in ("queue", "embed", "search"))
                     outside.append(phases["app"] - inner)
                     searching.append(phases.get("search", 0.0))
                     answering.append(phases.get("answer", 0.0))
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 key = type(exc).__name__
+                if isinstance(http, RawConnection):
+                    await http.close()
             if key == "ok":
                 latencies.append(time.perf_counter() - t0)
             else:
                 errors[key] = errors.get(key, 0) + 1
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     cpu0 = cpu_seconds(server_pid) if server_pid else None
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+    t0, client_cpu0 = time.perf_counter(), time.process_time()
+    if client == "raw":  # one keep-alive connection per request in flight
+        conns = [RawConnection(url) for _ in range(concurrency)]
+        await asyncio.gather(*(worker(c) for c in conns))
+        for c in conns:
+            await c.close()
+    else:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+            await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+    wall, client_cpu = time.perf_counter() - t0, time.process_time() - client_cpu0
     cpu = None if cpu0 is None or server_pid is None else cpu_seconds(server_pid) - cpu0
     ms = np.asarray(latencies) * 1000
     pct = (lambda q: round(float(np.percentile(ms, q)), 1)) if len(ms) else (lambda q: None)
@@ -206,6 +276,8 @@ async def load(
         "server_answer_ms_mean": round(float(np.mean(answering)), 3) if answering else None,
         # the server process's CPU time per request: its work, whatever else runs on the machine
         "server_cpu_ms_per_request": None if cpu is None else round(1000 * cpu / max(1, len(latencies)), 2),
+        # the load generator's own CPU time per request (it shares the cores with the server)
+        "client_cpu_ms_per_request": round(1000 * client_cpu / max(1, len(latencies)), 2),
         "loadavg_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -222,7 +294,7 @@ def cli_query(index: Path, args: list[str], runs: int, threads: int) -> dict:
         if r.returncode != 0:
             raise SystemExit(f"{shlex.join(cmd)} failed: {r.stderr.strip()[-500:]}")
     return {
-        "seconds_median": round(statistics.median(times), 2),
+        "seconds_median": round(statistics.median(times), 2) if times else None,
         "runs": runs,
         "command": shlex.join(cmd[1:]).replace(str(ROOT) + "/", ""),  # repository-relative paths
     }
@@ -279,22 +351,25 @@ def render(result: dict) -> str:
             "",
             "| query | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms "
             "| server search ms (mean) | server outside ms (mean / p99) | of which answer ms (mean) "
-            "| server CPU ms / request | load avg |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| server CPU ms / request | client CPU ms / request | load avg |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in block["load"]:
             lines.append(
                 f"| {r['query']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['req_per_s']} | "
                 f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r.get('server_search_ms_mean')} | "
                 f"{r.get('server_outside_ms_mean')} / {r.get('server_outside_ms_p99')} | "
-                f"{r.get('server_answer_ms_mean')} | {r.get('server_cpu_ms_per_request')} | {r.get('loadavg_1min')} |"
+                f"{r.get('server_answer_ms_mean')} | {r.get('server_cpu_ms_per_request')} | "
+                f"{r.get('client_cpu_ms_per_request')} | {r.get('loadavg_1min')} |"
             )
         cli = block["cli"]
         lines += [
             "",
             "Same query through the CLI (new process each time, median of "
             f"{cli['cell']['runs']} runs): cell id {cli['cell']['seconds_median']} s, "
-            f"image {cli['image']['seconds_median']} s.",
+            f"image {cli['image']['seconds_median']} s."
+            if cli["cell"]["runs"]
+            else "Same query through the CLI: not run (`--cli-runs 0`).",
             "",
         ]
     lines += ["## Reading", "", result["reading"], ""]
@@ -312,6 +387,12 @@ def main() -> int:
     parser.add_argument("--kinds", nargs="+", default=["flat", "hnsw"], choices=["flat", "hnsw"])
     parser.add_argument("--queries", nargs="+", default=["cell", "image"], choices=["cell", "image"])
     parser.add_argument("--cli-runs", type=int, default=3)
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load generator: keep-alive asyncio connections (light) or httpx.AsyncClient",
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "cache" / "serve_bench")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -337,7 +418,11 @@ def main() -> int:
                 for c in args.concurrency:
                     log(f"{kind}: {query} x concurrency {c}")
                     rows.append(
-                        asyncio.run(load(url, query, c, args.requests, args.seconds, ids, image, proc.pid))
+                        asyncio.run(
+                            load(
+                                url, query, c, args.requests, args.seconds, ids, image, proc.pid, args.client
+                            )
+                        )
                     )
                     log(f"  -> {rows[-1]}")
         finally:
@@ -364,8 +449,13 @@ def main() -> int:
         "hardware": hardware_summary(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "method": (
-            f"Server: `ssl-cyto serve --threads {args.threads}` (uvicorn, one process) on 127.0.0.1; client: httpx "
-            f"AsyncClient in another process on the same machine, `concurrency` requests in flight, at most "
+            f"Server: `ssl-cyto serve --threads {args.threads}` (uvicorn, one process) on 127.0.0.1; client: "
+            + (
+                "asyncio, one keep-alive HTTP/1.1 connection per request in flight"
+                if args.client == "raw"
+                else "httpx AsyncClient"
+            )
+            + f" in another process on the same machine, `concurrency` requests in flight, at most "
             f"{args.requests} requests or {args.seconds:.0f} s per row. `cell`: GET "
             "/api/cells/{id}/neighbours?k=10 of random indexed cells; `image`: POST /api/query?k=10 uploading a "
             f"{len(image):,}-byte 400x400 RGBA TIFF (decode, embed, search). Latency is per request, "
@@ -376,7 +466,7 @@ def main() -> int:
             "machine, and `answer`: what the answer module does after the search (exact match, warnings, scale, "
             "map placement, the neighbour rows). `server CPU ms / request`: the server process's user + system "
             "CPU time over the row (from /proc) divided by its requests - its own work, unlike wall times, "
-            "whatever else runs on the machine. "
+            "whatever else runs on the machine; `client CPU ms / request` the same for the load generator. "
             "`load avg` is the machine's 1-minute load average at the end of each row (other jobs share it). "
             "An error is any answer but 200 with 10 neighbours. The machine has 2 CPU cores shared "
             "by client, server and other work (1-minute load average "

@@ -1,7 +1,8 @@
 """A perceptual hash of cell images that ignores orientation and small crops: ``ssl-cyto dedup``'s check.
 
 Computed once per cell where the image is already decoded: by ``ssl-cyto pack`` on the image as
-packed (the decoded, resized pixels written to the shard), stored beside ``index.json``
+packed (the decoded, resized pixels written to the shard), stored beside ``index.json``, and by
+``ssl-cyto embed`` of an image folder in its loader, stored beside the embeddings
 (:mod:`ssl_cyto.formats.image_hashes`); ``probe`` and ``dedup`` read the stored hashes and hash only
 cells that have none (keeping the result beside the embeddings).
 

@@ -6,6 +6,10 @@ into place last, so a chunk either exists whole or not at all. ``.partial/state.
 fingerprint (model weights, data, limit) of the run the chunks belong to: a rerun with the same
 fingerprint continues, another is refused unless the caller overwrites (:func:`check_existing`,
 which also refuses a finished folder of another model or data).
+
+Image hashes computed where the loader decoded a folder's images (rows with ``image_hash``) go to
+``chunk-XXXXX.hashes.parquet`` with their chunk, and :func:`merge_hashes` gathers them into the
+folder's ``image_hashes.parquet`` (:mod:`ssl_cyto.formats.image_hashes`), as pack does per shard.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ssl_cyto.formats.embeddings import (
     new_vectors_file,
     read_embed_json,
 )
+from ssl_cyto.formats.image_hashes import HASHES_FILE, read_hashes, write_hashes
 
 __all__ = [
     "PARTIAL",
@@ -42,6 +47,7 @@ __all__ = [
     "data_id",
     "done_cell_ids",
     "fingerprint",
+    "merge_hashes",
     "mismatch",
     "read_state",
     "write_chunk",
@@ -50,6 +56,7 @@ __all__ = [
 
 PARTIAL = ".partial"
 STATE = "state.json"
+_HASHES_SUFFIX = ".hashes.parquet"
 
 
 def data_id(data: str) -> str:
@@ -122,6 +129,9 @@ def write_chunk(
     df = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
     df.to_parquet(f"{stem}.parquet.tmp", index=False)
     os.replace(f"{stem}.parquet.tmp", f"{stem}.parquet")
+    hashed = [(r["cell_id"], r.get("phash") or "", r["image_hash"]) for r in rows if r.get("image_hash")]
+    if hashed:  # written before the vectors, so a complete chunk has its hashes
+        write_hashes(f"{stem}{_HASHES_SUFFIX}", hashed)
     with open(f"{stem}.npy.tmp", "wb") as fh:
         np.save(fh, arr)
     os.replace(f"{stem}.npy.tmp", f"{stem}.npy")  # the chunk counts as done from here on
@@ -171,9 +181,23 @@ def assemble(
     )  # chunks of older runs lack new columns
 
 
+def merge_hashes(out_dir: Path, chunks: list[tuple[Path, Path]]) -> Path | None:
+    """Write the image hashes of ``chunks`` into ``out_dir/image_hashes.parquet`` (None: chunks had none).
+
+    Hashes already in that file (kept by an earlier probe or dedup) stay for the cells the chunks
+    did not hash, e.g. chunks of a run resumed from before embed hashed images.
+    """
+    parts = [p for npy, _ in chunks if (p := npy.with_name(npy.stem + _HASHES_SUFFIX)).is_file()]
+    if not parts:
+        return None
+    table = read_hashes(*parts, out_dir / HASHES_FILE)  # the first row of a cell wins: this run's
+    rows = zip(table["cell_id"], table["phash"], table["hash"], strict=True)
+    return write_hashes(out_dir / HASHES_FILE, rows)
+
+
 def clear_outputs(out_dir: Path) -> None:
-    """Remove the folder's outputs, its index, ``.partial/`` and ``backbone/`` (``--overwrite``)."""
-    for name in (*FOLDER_FILES, INDEX_FILE, INDEX_META, INDEX_JSON):
+    """Remove the folder's outputs, its index and hashes, ``.partial/`` and ``backbone/`` (``--overwrite``)."""
+    for name in (*FOLDER_FILES, INDEX_FILE, INDEX_META, INDEX_JSON, HASHES_FILE):
         (out_dir / name).unlink(missing_ok=True)
     for name in (PARTIAL, BACKBONE_DIR):
         if (out_dir / name).exists():

@@ -11,7 +11,8 @@ cells in loader order, which a part cannot know). Each part resumes like any emb
 ``--merge`` checks that the folders are the ``N`` parts of one run (same model weights, data and
 options, each part once), then writes one folder with the rows sorted by ``cell_id`` - the same rows
 in the same order as a single run, with the same vectors - the parts' ``missing.csv`` rows, summed
-counts and ``merged_from``. A part's ``backbone/`` is copied along.
+counts and ``merged_from``. A part's ``backbone/`` is copied along, and the parts'
+``image_hashes.parquet`` (hashes of a folder's images, computed as embed decoded them) are joined.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pandas as pd
 from ssl_cyto.data.loading import ResolvedData
 from ssl_cyto.embedding.errors import EmbedError
 from ssl_cyto.formats.embeddings import BACKBONE_DIR, read_embedding_folder, write_embedding_folder
+from ssl_cyto.formats.image_hashes import HASHES_FILE, read_hashes, write_hashes
 
 __all__ = ["merge_parts", "parse_part", "select_part"]
 
@@ -142,4 +144,7 @@ def merge_parts(parts: list[str | os.PathLike], out_dir: str | os.PathLike) -> P
         pd.concat(missing, ignore_index=True).to_csv(out / MISSING_FILE, index=False)
         record["counts"]["missing_list"] = MISSING_FILE
     write_embedding_folder(out, vectors, cells, dict(folders[order[0]].model), record)
+    hashes = read_hashes(*[paths[k] / HASHES_FILE for k in order])
+    if not hashes.empty:
+        write_hashes(out / HASHES_FILE, zip(hashes["cell_id"], hashes["phash"], hashes["hash"], strict=True))
     return out

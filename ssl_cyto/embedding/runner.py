@@ -61,7 +61,9 @@ ORDER = "rows sorted by cell_id (ascending, Python string order)"
 TMP_BACKBONE = ".backbone-tmp"
 MISSING_FILE = "missing.csv"  # the cells asked for and not embedded
 MISSING_COLUMNS = ["cell_id", "path", "cells", "reason"]
-#: cells.parquet's columns: the catalog's, and the image hash pack stored (serve's exact-match look-up).
+#: cells.parquet's columns: the catalog's, and the 64-bit image hash (serve's exact-match look-up): the
+#: one pack stored for shards, computed by the loader for a folder (whose full hashes go to
+#: ``image_hashes.parquet`` for probe and dedup, :func:`ssl_cyto.embedding.chunks.merge_hashes`).
 EMBED_COLUMNS = [*CATALOG_COLUMNS, "phash"]
 ODD_SIZE_LISTED = 1000  # odd-size images listed by name in embed.json (all are counted)
 
@@ -219,6 +221,7 @@ def _embed_cells(
             run.encoder.transform,
             batch_size=opts["batch_size"],
             num_workers=opts["num_workers"],
+            hashes=res.kind == "catalog",  # shards carry pack's hashes
         )
     feats: list[np.ndarray] = []
     rows: list[dict] = []
@@ -334,6 +337,7 @@ def _finish(model: str, data: str, run: _Run, res: ResolvedData, data_plan: _Pla
     record["odd_size"] = odd_size[:ODD_SIZE_LISTED]
     write_embedding_folder(run.out, vectors, cells, dict(run.encoder.meta), record)
     del vectors
+    ck.merge_hashes(run.out, ck.completed_chunks(run.partial))
     shutil.rmtree(run.partial)
     # an index over older embeddings of this folder would now be stale
     for stale in (INDEX_FILE, INDEX_META, INDEX_JSON):

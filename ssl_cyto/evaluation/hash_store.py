@@ -2,7 +2,8 @@
 
 Order of look-up for each cell (:func:`cell_hashes`):
 
-1. ``EMB_DIR/image_hashes.parquet`` (hashes this folder already computed or copied);
+1. ``EMB_DIR/image_hashes.parquet`` (hashes ``ssl-cyto embed`` computed as it decoded an image
+   folder, or that this module computed earlier);
 2. the shard folder it was embedded from (``embed.json``'s ``shards`` / ``data_path`` / ``data``):
    ``image_hashes.parquet`` written by ``ssl-cyto pack`` from the images as packed;
 3. otherwise the image at ``root / path`` is decoded and hashed

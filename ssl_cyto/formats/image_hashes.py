@@ -1,8 +1,9 @@
 """``image_hashes.parquet``: each cell's perceptual image hash, stored by the artefact that owns it.
 
-Written by ``ssl-cyto pack`` beside ``index.json`` (hashes of the images as packed) and, when an
-embedding folder's cells have none there, by ``probe`` / ``dedup`` beside ``embeddings.npy`` (the
-cells they had to hash, kept so that no image is hashed twice). Columns: ``cell_id`` (string),
+Written by ``ssl-cyto pack`` beside ``index.json`` (hashes of the images as packed), by
+``ssl-cyto embed`` of an image folder or catalog beside ``embeddings.npy`` (hashed as its loader
+decodes each image) and, when an embedding folder's cells have none, by ``probe`` / ``dedup`` beside
+``embeddings.npy`` (the cells they had to hash, kept so that no image is hashed twice). Columns: ``cell_id`` (string),
 ``phash`` (16 hex characters: the 64-bit DCT hash of the whole image) and ``hash`` (binary:
 :meth:`ssl_cyto.data.image_hash.ImageHash.to_bytes`, the 8 orientations then the 76 windows, 2,688
 bytes a cell). Several files concatenate; a cell listed twice keeps its first row.

@@ -179,7 +179,7 @@ def create_app(state: ServeState, limits: Limits | None = None, token: str | Non
     answerer = Answerer(state)
     info = _info(state, answerer, limits, token)
 
-    def require_token(
+    async def require_token(  # async: a constant-time compare needs no worker thread
         request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
     ) -> None:
         guard(request, credentials)

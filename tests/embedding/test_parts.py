@@ -33,6 +33,8 @@ def test_three_parts_merge_into_the_single_run(synth_folder: Path, tmp_path: Pat
     )
     info = json.loads((merged / "embed.json").read_text())
     assert info["counts"]["cells"] == len(a) and "part" not in info and len(info["merged_from"]) == 3
+    ha, hb = (pd.read_parquet(d / "image_hashes.parquet").sort_values("cell_id") for d in (single, merged))
+    assert hb["cell_id"].tolist() == a["cell_id"].tolist() and hb["hash"].tolist() == ha["hash"].tolist()
     with pytest.raises(EmbedError, match="need each of 1..3 once"):
         merge_parts(parts[:2], tmp_path / "bad")
     with pytest.raises(EmbedError, match="expected I/N"):

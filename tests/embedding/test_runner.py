@@ -34,8 +34,9 @@ def test_every_cell_once_sorted_and_aligned(full_run: Path, synth_folder: Path) 
     cat = catalog_from_path(synth_folder)
     emb = np.load(full_run / "embeddings.npy")
     cells = pd.read_parquet(full_run / "cells.parquet")
-    assert list(cells.columns) == [*CATALOG_COLUMNS, "phash"]  # + the hash pack stored (none for a folder)
-    assert cells["phash"].isna().all()
+    assert list(cells.columns) == [*CATALOG_COLUMNS, "phash"]  # + the image hash (embed's, for a folder)
+    assert cells["phash"].str.fullmatch("[0-9a-f]{16}").all()
+    assert (full_run / "image_hashes.parquet").is_file()  # kept for probe and dedup
     assert emb.dtype == np.float32 and emb.shape[0] == len(cells) == len(cat)
     assert cells["cell_id"].tolist() == sorted(cat["cell_id"].tolist())  # each once, sorted
     info = json.loads((full_run / "embed.json").read_text())

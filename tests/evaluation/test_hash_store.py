@@ -1,4 +1,5 @@
-"""Image hashes are computed once: by pack on the image as packed, or once by probe/dedup and kept."""
+"""Image hashes are computed once: by pack on the image as packed, by embed as it decodes a folder's
+images, or once by probe/dedup (for a folder that has none) and kept."""
 
 from __future__ import annotations
 
@@ -32,7 +33,11 @@ def _count(monkeypatch: pytest.MonkeyPatch, counts: Counter) -> None:
         ("hash_store", "ssl_cyto.evaluation.hash_store"),
     ):
         monkeypatch.setattr(f"{module}.open_rgb", counting(f"decode {where}", images.open_rgb))
-    for module in ("ssl_cyto.data.shard_writer", "ssl_cyto.evaluation.hash_store"):
+    for module in (
+        "ssl_cyto.data.shard_writer",
+        "ssl_cyto.data.loading.evaluation",
+        "ssl_cyto.evaluation.hash_store",
+    ):
         monkeypatch.setattr(f"{module}.image_hash", counting("hash", ih.image_hash))
 
 
@@ -75,12 +80,46 @@ def test_decodes_across_pack_embed_probe_dedup(
     assert counts == {"decode pack": n, "hash": n, "decode loader": 2 * n}
 
 
+def test_decodes_across_embed_of_a_folder_probe_dedup(
+    tmp_path: Path, synth_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embed hashes a folder's images where its loader decodes them; probe and dedup decode none again
+    for hashes (the baselines' one pass decodes each image once more, as for shards)."""
+    from ssl_cyto.embedding.runner import embed
+    from ssl_cyto.evaluation.dedup import find_near_duplicates
+    from ssl_cyto.evaluation.probing import probe
+
+    counts: Counter = Counter()
+    _count(monkeypatch, counts)
+    emb = embed(str(_backbone(tmp_path)), str(synth_folder), tmp_path / "emb", progress=False, batch_size=16)
+    cells = pd.read_parquet(emb / "cells.parquet")
+    n = len(cells)
+    assert counts == {"decode loader": n, "hash": n}
+    stored = read_hashes(emb / HASHES_FILE)
+    assert sorted(stored["cell_id"]) == sorted(cells["cell_id"])
+    assert cells["phash"].str.fullmatch("[0-9a-f]{16}").all()  # serve's exact-match key, as for shards
+    assert not (emb / ".partial").exists()
+    one = cells.iloc[0]
+    from ssl_cyto.data.images import open_rgb
+
+    expect = image_hash(open_rgb(Path(one["root"]) / one["path"]))
+    row = stored.set_index("cell_id").loc[one["cell_id"]]
+    assert row["hash"] == expect.to_bytes() and row["phash"] == expect.phash == one["phash"]
+    counts.clear()
+    res = probe(emb, fast=True, min_cells=3, n_boot=20)
+    (task,) = res["tasks"].values()
+    assert task["near_duplicates"] is not None
+    find_near_duplicates(emb, progress=False)
+    assert counts == {"decode loader": n}  # the baselines' pass only; no hash computed again
+
+
 def test_a_folder_without_hashes_is_hashed_once_and_keeps_them(
     tmp_path: Path, synth_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ssl_cyto.embedding.runner import embed
 
     emb = embed("colour_hist", str(synth_folder), tmp_path / "emb", progress=False)
+    (emb / HASHES_FILE).unlink()  # as a folder embedded before embed hashed images
     cells = pd.read_parquet(emb / "cells.parquet")
     counts: Counter = Counter()
     _count(monkeypatch, counts)

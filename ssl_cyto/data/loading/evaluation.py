@@ -31,6 +31,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from ssl_cyto.data.image_hash import image_hash
 from ssl_cyto.data.images import size_problem
 from ssl_cyto.data.loading.decode import (
     check_file,
@@ -261,11 +262,15 @@ class CatalogEvalDataset(Dataset):
     Args:
         rows: catalog rows (:func:`ssl_cyto.formats.catalog.catalog_rows`).
         transform: PIL RGB -> Tensor.
+        hashes: also hash each image as it is decoded (:func:`ssl_cyto.data.image_hash.image_hash`,
+            a few ms a cell): the row gets ``phash`` and ``image_hash`` (the stored bytes), which
+            ``ssl-cyto embed`` keeps so that probe and dedup need not decode the image again.
     """
 
-    def __init__(self, rows: list[dict], transform: Callable[[Any], Any]) -> None:
+    def __init__(self, rows: list[dict], transform: Callable[[Any], Any], hashes: bool = False) -> None:
         self.rows = rows
         self.transform = transform
+        self.hashes = bool(hashes)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -275,6 +280,9 @@ class CatalogEvalDataset(Dataset):
         img = check_file(row_path(row))
         if isinstance(img, str):
             return None, row, img
+        if self.hashes:
+            h = image_hash(img)
+            row = {**row, "phash": h.phash, "image_hash": h.to_bytes()}
         return self.transform(img), row, size_problem(*img.size)
 
 
@@ -336,6 +344,7 @@ def eval_loader(
     num_workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    hashes: bool = False,
 ) -> EvalLoader:
     """Every cell of ``data`` exactly once, split disjointly and completely across ranks and workers.
 
@@ -357,6 +366,8 @@ def eval_loader(
         num_workers: DataLoader workers.
         rank: this process's rank.
         world_size: number of ranks.
+        hashes: catalog / folder data: hash each image where it is decoded (rows get ``phash`` and
+            ``image_hash``, see :class:`CatalogEvalDataset`); shards carry the hashes pack stored.
 
     Returns:
         An :class:`EvalLoader`.
@@ -386,7 +397,7 @@ def eval_loader(
     rows = catalog_rows(res.catalog)
     lo, hi = rank * len(rows) // world_size, (rank + 1) * len(rows) // world_size
     loader = DataLoader(
-        CatalogEvalDataset(rows[lo:hi], transform),
+        CatalogEvalDataset(rows[lo:hi], transform, hashes=hashes),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
