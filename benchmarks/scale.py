@@ -7,8 +7,9 @@ figure is taken from these runs** - only wall time and peak memory.
 
 Each stage is one ``ssl-cyto`` command in its own subprocess, every option written out; its wall
 time, the peak resident memory of its whole process tree (polled from ``/proc`` every 0.2 s) and the
-mean 1-minute load average of the machine while it ran are recorded. A row measured above load 1
-shared the cores with other work: rerun it (``--stages NAME``). A stage that does not finish within
+mean 1-minute load average of the machine while it ran are recorded, with the CPU the rest of the
+machine used meanwhile (``other work``, in cores; the load average counts the stage itself). A row
+with other work above 0.2 cores shared the cores: rerun it (``--stages NAME``). A stage that does not finish within
 what is left of ``--budget-minutes`` is killed and reported as "did not finish", never
 extrapolated; the later stages of that size are then skipped.
 
@@ -35,6 +36,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -49,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results" / "benchmarks"
 DEFAULT_PBC = REPO.parent / "shared" / "data" / "pbc_subset"
 UMAP_MAX_POINTS = 20000
+OTHER_MAX = 0.2  # cores of other work above which a row is marked for a rerun
 
 
 def make_cells(pbc: Path, out: Path, n: int, seed: int = 0) -> Path:
@@ -107,10 +110,34 @@ def _tree_rss_kib(root: int) -> int:
     return sum(rss.get(p, 0) for p in tree)
 
 
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores; /proc/stat)."""
+    with open("/proc/stat") as fh:
+        f = [int(v) for v in fh.readline().split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's ended, waited-for children (their own waited
+    descendants, e.g. DataLoader workers, included)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_stage(cmd: list[str], timeout: float, log: Path) -> dict:
-    """Run one stage; its wall time, peak tree RSS, mean load average and whether it finished."""
+    """Run one stage; its wall time, peak tree RSS, mean load average, the other work on the machine
+    meanwhile (busy CPU not spent by the stage, in cores) and whether it finished."""
     t0 = time.monotonic()
+    busy0, own0 = _busy_cpu_s(), _children_cpu_s()
     loads = [os.getloadavg()[0]]
+
+    def figures(status: str, peak: int) -> dict:
+        wall = time.monotonic() - t0
+        other = max(0.0, (_busy_cpu_s() - busy0) - (_children_cpu_s() - own0)) / max(wall, 1e-9)
+        return {"status": status, "wall_s": round(wall, 1), "peak_rss_mib": round(peak / 1024, 1),
+                "load_avg": round(sum(loads) / len(loads), 2), "other_cores": round(other, 2)}
+
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         peak = 0
@@ -120,12 +147,9 @@ def run_stage(cmd: list[str], timeout: float, log: Path) -> dict:
             if time.monotonic() - t0 > timeout:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                return {"status": "did not finish", "wall_s": round(time.monotonic() - t0, 1),
-                        "peak_rss_mib": round(peak / 1024, 1), "load_avg": round(sum(loads) / len(loads), 2)}
+                return figures("did not finish", peak)
             time.sleep(0.2)
-    status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see {log.name})"
-    return {"status": status, "wall_s": round(time.monotonic() - t0, 1), "peak_rss_mib": round(peak / 1024, 1),
-            "load_avg": round(sum(loads) / len(loads), 2)}
+    return figures("ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see {log.name})", peak)
 
 
 def stages(work: Path, cells: Path) -> list[tuple[str, list[str]]]:
@@ -182,14 +206,14 @@ def measure(args: argparse.Namespace) -> None:
             left = deadline - time.monotonic()
             if skipping or left < 5:
                 row.update(status="not run (budget spent or an earlier stage did not finish)", wall_s=None,
-                           peak_rss_mib=None, load_avg=None)
+                           peak_rss_mib=None, load_avg=None, other_cores=None)
             else:
                 print(f"[{n} cells] {name} ...", flush=True)
                 slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
                 row.update(run_stage(cmd, left, work / f"{slug}.log"))
                 skipping = row["status"] != "ok"
                 print(f"[{n} cells] {name}: {row['status']} in {row['wall_s']} s, peak {row['peak_rss_mib']} MiB, "
-                      f"load {row['load_avg']}", flush=True)
+                      f"load {row['load_avg']}, other work {row['other_cores']} cores", flush=True)
             rows = [r for r in rows if (r["cells"], r["stage"]) != (n, name)] + [row]
             _save(out_json, args, rows)
     render(args.results)
@@ -221,17 +245,22 @@ def render(results: Path = RESULTS) -> Path:
     ]
     if data.get("note"):
         lines += ["", data["note"]]
-    lines += ["", "Load average: the mean 1-minute load while the stage ran; above 1 (marked *) the stage shared "
-              "the 2 cores with other work and should be rerun.",
-              "", "| cells | stage | status | wall s | s per 1k cells | peak RSS MiB | load avg |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "Load: `load avg` is the mean 1-minute load average while the stage ran; it counts the stage's "
+              "own processes, so a stage that keeps both cores busy shows about 2 on its own. `other work` is "
+              "what the rest of the machine used meanwhile: busy CPU time (/proc/stat) less the stage's own "
+              "CPU time (its process tree), per second of wall time, in cores. A row with more than "
+              f"{OTHER_MAX} cores of other work (marked *) shared the cores and should be rerun.",
+              "", "| cells | stage | status | wall s | s per 1k cells | peak RSS MiB | load avg | other work (cores) |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["cells"]):
         per = f"{1000 * r['wall_s'] / r['cells']:.2f}" if r["wall_s"] is not None and r["status"] == "ok" else ""
         wall = "" if r["wall_s"] is None else f"{r['wall_s']:.1f}"
         rss = "" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
         load = r.get("load_avg")
-        load_s = "" if load is None else f"{load:.2f}" + (" *" if load > 1 else "")
-        lines.append(f"| {r['cells']:,} | {r['stage']} | {r['status']} | {wall} | {per} | {rss} | {load_s} |")
+        load_s = "" if load is None else f"{load:.2f}"
+        other = r.get("other_cores")
+        other_s = "" if other is None else f"{other:.2f}" + (" *" if other > OTHER_MAX else "")
+        lines.append(f"| {r['cells']:,} | {r['stage']} | {r['status']} | {wall} | {per} | {rss} | {load_s} | {other_s} |")
     lines += ["", "## What grows faster than linearly", ""]
     by_stage: dict[str, list[dict]] = {}
     for r in rows:
