@@ -10,6 +10,12 @@ colour histogram and to random weights with their 95 % bootstrap intervals, per 
 
     python benchmarks/demo_seeds.py --data ../shared/data/pbc_subset --methods simclr dino \\
         --seeds 0 1 2 --minutes 10 --results results/pbc
+
+A recipe change is compared with the runs of the recipe before it, seed by seed on the same test cells:
+``--compare-to OLD_WORK`` (the ``--work`` folder of the earlier runs, e.g. made from a checkout before
+the change) adds ``--baseline previous=OLD_WORK/<method>_s<seed>/emb`` to each probe, so every row gets
+the paired difference to the previous recipe with its bootstrap interval; ``--label`` names the rows
+(default: the method). Rows of other labels or seeds already in ``RESULTS/seeds.json`` are kept.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+from ssl_cyto.formats.provenance import hardware_summary
+
 ARGV = sys.argv[1:]
 KEEP = ["report.md", "learning_curve.png", "gallery.png", "stages.json", "umap"]
 MODELS = {"colour": "colour histogram", "random": "random weights"}
+PREVIOUS = "previous"
 
 
 def run(cmd: list[str]) -> None:
@@ -42,8 +51,15 @@ def one(args: argparse.Namespace, method: str, seed: int) -> dict:
     run(demo)
     wall = time.time() - t0
     probe_out = work / "probe_seed0"
-    run(["ssl-cyto", "probe", str(work / "emb"), "--fast", "--seed", "0", "--no-near-duplicates", "--out", str(probe_out)])
-    dest = Path(args.results) / method / f"seed_{seed}"
+    probe_cmd = ["ssl-cyto", "probe", str(work / "emb"), "--fast", "--seed", "0", "--no-near-duplicates"]
+    previous = Path(args.compare_to) / f"{method}_s{seed}" / "emb" if args.compare_to else None
+    if previous is not None:
+        if not (previous / "embeddings.npy").exists():
+            raise SystemExit(f"--compare-to: no embedding folder at {previous}; run the earlier recipe there first")
+        probe_cmd += ["--baseline", f"{PREVIOUS}={previous}"]
+    run([*probe_cmd, "--out", str(probe_out)])
+    label = args.label or method
+    dest = Path(args.results) / label / f"seed_{seed}"
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -57,11 +73,14 @@ def one(args: argparse.Namespace, method: str, seed: int) -> dict:
     probe = json.loads((probe_out / "probe.json").read_text())
     task_name, task = next(iter(probe["tasks"].items()))
     main = probe["main_model"]
-    row: dict = {"method": method, "seed": seed, "task": task_name, "demo_seconds": round(wall, 1)}
+    row: dict = {"method": label, "seed": seed, "task": task_name, "demo_seconds": round(wall, 1)}
     row["command"] = " ".join(demo)
+    row["made_by"] = "python benchmarks/demo_seeds.py " + " ".join(ARGV)
+    row["hardware"] = hardware_summary()
+    models = {**MODELS, PREVIOUS: PREVIOUS} if previous is not None else MODELS
     for clf in ("linear", "knn20"):
         row[clf] = task["metrics"][main][clf]["balanced_accuracy"]
-        for key, model in MODELS.items():
+        for key, model in models.items():
             name = next(m for m in task["vs_baselines"] if m.startswith(model))
             row[f"{clf}_minus_{key}"] = task["vs_baselines"][name][clf]["balanced_accuracy"]
             row[f"{clf}_{key}"] = task["metrics"][name][clf]["balanced_accuracy"]
@@ -76,9 +95,10 @@ def fmt(d: dict, signed: bool = False) -> str:
 def render(rows: list[dict], header: str) -> str:
     lines = [header, ""]
     lines += [
-        "Made by `python benchmarks/demo_seeds.py " + " ".join(ARGV) + "` (each row: `" + rows[0]["command"].split(" --method")[0]
+        "Made by " + ", then ".join(f"`{m}`" for m in dict.fromkeys(r["made_by"] for r in rows))
+        + " (each row: `" + rows[0]["command"].split(" --method")[0]
         + " --method M --seed S ...`, then `ssl-cyto probe EMB --fast --seed 0 --no-near-duplicates`),",
-        "one run at a time on 2 CPU cores (AMD EPYC), 23.5 GiB RAM, no GPU; data: `"
+        "one run at a time, on " + "; then ".join(dict.fromkeys(r["hardware"] for r in rows)) + "; data: `"
         + rows[0]["command"].split("--data ")[1].split(" ")[0] + "`. Balanced accuracy, 95 % bootstrap intervals.",
         "",
     ]
@@ -92,6 +112,20 @@ def render(rows: list[dict], header: str) -> str:
             f"| {fmt(r['linear_minus_random'], True)} | {fmt(r['knn20'])} | {fmt(r['knn20_minus_colour'], True)} |"
         )
     lines.append("")
+    paired = [r for r in rows if "knn20_minus_previous" in r]
+    if paired:
+        lines += [
+            "Paired with the previous recipe's run of the same seed (`--compare-to`), same test cells:",
+            "",
+            "| method | seed | linear minus previous | kNN-20 minus previous |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {r['method']} | {r['seed']} | {fmt(r['linear_minus_previous'], True)} "
+            f"| {fmt(r['knn20_minus_previous'], True)} |"
+            for r in paired
+        ]
+        lines.append("")
     for method in sorted({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == method]
         mean = sum(r["linear_minus_colour"]["estimate"] for r in mine) / len(mine)
@@ -115,13 +149,18 @@ def main() -> None:
     p.add_argument("--results", default="results/pbc")
     p.add_argument("--work", default="runs/demo_seeds", help="the demos' full output folders")
     p.add_argument("--header", default="# Demo over pretraining seeds, seed-0 test split")
+    p.add_argument("--compare-to", default=None, help="--work folder of the previous recipe's runs (paired rows)")
+    p.add_argument("--label", default=None, help="name of these rows (default: the method); one method with it")
     args = p.parse_args()
+    if args.label and len(args.methods) != 1:
+        p.error("--label names the rows of one method: give one --methods")
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows = json.loads((out / "seeds.json").read_text()) if (out / "seeds.json").exists() else []
     for method in args.methods:
         for seed in args.seeds:
-            rows.append(one(args, method, seed))
+            row = one(args, method, seed)
+            rows = [r for r in rows if (r["method"], r["seed"]) != (row["method"], seed)] + [row]
             (out / "seeds.json").write_text(json.dumps(rows, indent=2))
             (out / "seeds.md").write_text(render(rows, args.header))
 
