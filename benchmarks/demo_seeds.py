@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from ssl_cyto.formats.embeddings import is_embedding_folder
 from ssl_cyto.formats.provenance import hardware_summary
 
 ARGV = sys.argv[1:]
@@ -54,7 +55,7 @@ def one(args: argparse.Namespace, method: str, seed: int) -> dict:
     probe_cmd = ["ssl-cyto", "probe", str(work / "emb"), "--fast", "--seed", "0", "--no-near-duplicates"]
     previous = Path(args.compare_to) / f"{method}_s{seed}" / "emb" if args.compare_to else None
     if previous is not None:
-        if not (previous / "embeddings.npy").exists():
+        if not is_embedding_folder(previous):
             raise SystemExit(f"--compare-to: no embedding folder at {previous}; run the earlier recipe there first")
         probe_cmd += ["--baseline", f"{PREVIOUS}={previous}"]
     run([*probe_cmd, "--out", str(probe_out)])
