@@ -1,4 +1,4 @@
-"""benchmarks/serve.py's load generator: the light keep-alive client against a canned server (its
+"""benchmarks/serve_load.py, the load generator of benchmarks/serve.py: the light keep-alive client against a canned server (its
 requests, its parsing of answers and ``Server-Timing``, errors counted, one connection per slot)."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "serve.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_load.py"
 
 
 def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("serve_bench", SCRIPT)
+    spec = importlib.util.spec_from_file_location("serve_load", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
