@@ -56,7 +56,9 @@ def one(args: argparse.Namespace, method: str, seed: int) -> dict:
     previous = Path(args.compare_to) / f"{method}_s{seed}" / "emb" if args.compare_to else None
     if previous is not None:
         if not is_embedding_folder(previous):
-            raise SystemExit(f"--compare-to: no embedding folder at {previous}; run the earlier recipe there first")
+            raise SystemExit(
+                f"--compare-to: no embedding folder at {previous}; run the earlier recipe there first"
+            )
         probe_cmd += ["--baseline", f"{PREVIOUS}={previous}"]
     run([*probe_cmd, "--out", str(probe_out)])
     label = args.label or method
@@ -96,11 +98,16 @@ def fmt(d: dict, signed: bool = False) -> str:
 def render(rows: list[dict], header: str) -> str:
     lines = [header, ""]
     lines += [
-        "Made by " + ", then ".join(f"`{m}`" for m in dict.fromkeys(r["made_by"] for r in rows))
-        + " (each row: `" + rows[0]["command"].split(" --method")[0]
+        "Made by "
+        + ", then ".join(f"`{m}`" for m in dict.fromkeys(r["made_by"] for r in rows))
+        + " (each row: `"
+        + rows[0]["command"].split(" --method")[0]
         + " --method M --seed S ...`, then `ssl-cyto probe EMB --fast --seed 0 --no-near-duplicates`),",
-        "one run at a time, on " + "; then ".join(dict.fromkeys(r["hardware"] for r in rows)) + "; data: `"
-        + rows[0]["command"].split("--data ")[1].split(" ")[0] + "`. Balanced accuracy, 95 % bootstrap intervals.",
+        "one run at a time, on "
+        + "; then ".join(dict.fromkeys(r["hardware"] for r in rows))
+        + "; data: `"
+        + rows[0]["command"].split("--data ")[1].split(" ")[0]
+        + "`. Balanced accuracy, 95 % bootstrap intervals.",
         "",
     ]
     lines += [
@@ -150,8 +157,12 @@ def main() -> None:
     p.add_argument("--results", default="results/pbc")
     p.add_argument("--work", default="runs/demo_seeds", help="the demos' full output folders")
     p.add_argument("--header", default="# Demo over pretraining seeds, seed-0 test split")
-    p.add_argument("--compare-to", default=None, help="--work folder of the previous recipe's runs (paired rows)")
-    p.add_argument("--label", default=None, help="name of these rows (default: the method); one method with it")
+    p.add_argument(
+        "--compare-to", default=None, help="--work folder of the previous recipe's runs (paired rows)"
+    )
+    p.add_argument(
+        "--label", default=None, help="name of these rows (default: the method); one method with it"
+    )
     args = p.parse_args()
     if args.label and len(args.methods) != 1:
         p.error("--label names the rows of one method: give one --methods")

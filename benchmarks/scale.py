@@ -135,8 +135,13 @@ def run_stage(cmd: list[str], timeout: float, log: Path) -> dict:
     def figures(status: str, peak: int) -> dict:
         wall = time.monotonic() - t0
         other = max(0.0, (_busy_cpu_s() - busy0) - (_children_cpu_s() - own0)) / max(wall, 1e-9)
-        return {"status": status, "wall_s": round(wall, 1), "peak_rss_mib": round(peak / 1024, 1),
-                "load_avg": round(sum(loads) / len(loads), 2), "other_cores": round(other, 2)}
+        return {
+            "status": status,
+            "wall_s": round(wall, 1),
+            "peak_rss_mib": round(peak / 1024, 1),
+            "load_avg": round(sum(loads) / len(loads), 2),
+            "other_cores": round(other, 2),
+        }
 
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
@@ -158,33 +163,124 @@ def stages(work: Path, cells: Path) -> list[tuple[str, list[str]]]:
     emb = work / "emb"
     return [
         ("scan", [*s, "data", "scan", f"folder:scale={cells}", "--out", str(work / "catalog.parquet")]),
-        ("pack", [*s, "pack", "--catalog", str(work / "catalog.parquet"), "--out", str(work / "shards"),
-                  "--workers", "2", "--image-size", "80", "--format", "jpg", "--seed", "0"]),
-        ("embed", [*s, "embed", "--model", "tiny_cnn", "--data", str(work / "shards"), "--out", str(emb),
-                   "--input-size", "64", "--workers", "2", "--batch-size", "256"]),
+        (
+            "pack",
+            [
+                *s,
+                "pack",
+                "--catalog",
+                str(work / "catalog.parquet"),
+                "--out",
+                str(work / "shards"),
+                "--workers",
+                "2",
+                "--image-size",
+                "80",
+                "--format",
+                "jpg",
+                "--seed",
+                "0",
+            ],
+        ),
+        (
+            "embed",
+            [
+                *s,
+                "embed",
+                "--model",
+                "tiny_cnn",
+                "--data",
+                str(work / "shards"),
+                "--out",
+                str(emb),
+                "--input-size",
+                "64",
+                "--workers",
+                "2",
+                "--batch-size",
+                "256",
+            ],
+        ),
         ("index build (flat)", [*s, "index", "build", str(emb), "--kind", "flat"]),
-        ("index build (hnsw)", [*s, "index", "build", str(emb), "--kind", "hnsw", "--out", str(work / "hnsw.faiss")]),
-        ("probe --fast", [*s, "probe", str(emb), "--protocol", "holdout20", "--fast", "--baselines", "none",
-                          "--seed", "0", "--n-boot", "200", "--out", str(work / "probe_fast")]),
-        ("probe", [*s, "probe", str(emb), "--protocol", "holdout20", "--baselines", "auto", "--seed", "0",
-                   "--n-boot", "1000", "--out", str(work / "probe")]),
-        ("dedup", [*s, "dedup", str(emb), "--threshold", "30", "--candidates", "10", "--out", str(work / "dedup")]),
-        ("umap", [*s, "umap", str(emb), "--max-points", str(UMAP_MAX_POINTS), "--seed", "0",
-                  "--out", str(work / "umap")]),
+        (
+            "index build (hnsw)",
+            [*s, "index", "build", str(emb), "--kind", "hnsw", "--out", str(work / "hnsw.faiss")],
+        ),
+        (
+            "probe --fast",
+            [
+                *s,
+                "probe",
+                str(emb),
+                "--protocol",
+                "holdout20",
+                "--fast",
+                "--baselines",
+                "none",
+                "--seed",
+                "0",
+                "--n-boot",
+                "200",
+                "--out",
+                str(work / "probe_fast"),
+            ],
+        ),
+        (
+            "probe",
+            [
+                *s,
+                "probe",
+                str(emb),
+                "--protocol",
+                "holdout20",
+                "--baselines",
+                "auto",
+                "--seed",
+                "0",
+                "--n-boot",
+                "1000",
+                "--out",
+                str(work / "probe"),
+            ],
+        ),
+        (
+            "dedup",
+            [*s, "dedup", str(emb), "--threshold", "30", "--candidates", "10", "--out", str(work / "dedup")],
+        ),
+        (
+            "umap",
+            [
+                *s,
+                "umap",
+                str(emb),
+                "--max-points",
+                str(UMAP_MAX_POINTS),
+                "--seed",
+                "0",
+                "--out",
+                str(work / "umap"),
+            ],
+        ),
     ]
 
 
 def _save(out_json: Path, args: argparse.Namespace, rows: list[dict]) -> None:
     from ssl_cyto.formats.provenance import hardware_summary
 
-    out_json.write_text(json.dumps({
-        "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]).replace(str(args.work), "$WORK"),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "hardware": hardware_summary(),
-        "budget_minutes": args.budget_minutes,
-        "note": args.note,
-        "rows": rows,
-    }, indent=2))
+    out_json.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/scale.py "
+                + " ".join(sys.argv[1:]).replace(str(args.work), "$WORK"),
+                "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                "hardware": hardware_summary(),
+                "budget_minutes": args.budget_minutes,
+                "note": args.note,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -205,15 +301,23 @@ def measure(args: argparse.Namespace) -> None:
             row = {"cells": n, "stage": name, "command": " ".join(cmd[2:]).replace(str(args.work), "$WORK")}
             left = deadline - time.monotonic()
             if skipping or left < 5:
-                row.update(status="not run (budget spent or an earlier stage did not finish)", wall_s=None,
-                           peak_rss_mib=None, load_avg=None, other_cores=None)
+                row.update(
+                    status="not run (budget spent or an earlier stage did not finish)",
+                    wall_s=None,
+                    peak_rss_mib=None,
+                    load_avg=None,
+                    other_cores=None,
+                )
             else:
                 print(f"[{n} cells] {name} ...", flush=True)
                 slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
                 row.update(run_stage(cmd, left, work / f"{slug}.log"))
                 skipping = row["status"] != "ok"
-                print(f"[{n} cells] {name}: {row['status']} in {row['wall_s']} s, peak {row['peak_rss_mib']} MiB, "
-                      f"load {row['load_avg']}, other work {row['other_cores']} cores", flush=True)
+                print(
+                    f"[{n} cells] {name}: {row['status']} in {row['wall_s']} s, peak {row['peak_rss_mib']} MiB, "
+                    f"load {row['load_avg']}, other work {row['other_cores']} cores",
+                    flush=True,
+                )
             rows = [r for r in rows if (r["cells"], r["stage"]) != (n, name)] + [row]
             _save(out_json, args, rows)
     render(args.results)
@@ -221,7 +325,7 @@ def measure(args: argparse.Namespace) -> None:
 
 WHY = {
     "probe": "the probe's exact kNN and retrieval compare every test cell with every training cell "
-             "(FAISS IndexFlatIP: O(N_test x N_train) inner products, ~N^2/5 for holdout20)",
+    "(FAISS IndexFlatIP: O(N_test x N_train) inner products, ~N^2/5 for holdout20)",
     "index build (hnsw)": "HNSW inserts each vector with a graph search whose cost grows with log N",
     "umap": "UMAP is fitted on --max-points cells; the rest are placed with UMAP.transform (linear in N)",
 }
@@ -245,22 +349,32 @@ def render(results: Path = RESULTS) -> Path:
     ]
     if data.get("note"):
         lines += ["", data["note"]]
-    lines += ["", "Load: `load avg` is the mean 1-minute load average while the stage ran; it counts the stage's "
-              "own processes, so a stage that keeps both cores busy shows about 2 on its own. `other work` is "
-              "what the rest of the machine used meanwhile: busy CPU time (/proc/stat) less the stage's own "
-              "CPU time (its process tree), per second of wall time, in cores. A row with more than "
-              f"{OTHER_MAX} cores of other work (marked *) shared the cores and should be rerun.",
-              "", "| cells | stage | status | wall s | s per 1k cells | peak RSS MiB | load avg | other work (cores) |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Load: `load avg` is the mean 1-minute load average while the stage ran; it counts the stage's "
+        "own processes, so a stage that keeps both cores busy shows about 2 on its own. `other work` is "
+        "what the rest of the machine used meanwhile: busy CPU time (/proc/stat) less the stage's own "
+        "CPU time (its process tree), per second of wall time, in cores. A row with more than "
+        f"{OTHER_MAX} cores of other work (marked *) shared the cores and should be rerun.",
+        "",
+        "| cells | stage | status | wall s | s per 1k cells | peak RSS MiB | load avg | other work (cores) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: r["cells"]):
-        per = f"{1000 * r['wall_s'] / r['cells']:.2f}" if r["wall_s"] is not None and r["status"] == "ok" else ""
+        per = (
+            f"{1000 * r['wall_s'] / r['cells']:.2f}"
+            if r["wall_s"] is not None and r["status"] == "ok"
+            else ""
+        )
         wall = "" if r["wall_s"] is None else f"{r['wall_s']:.1f}"
         rss = "" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
         load = r.get("load_avg")
         load_s = "" if load is None else f"{load:.2f}"
         other = r.get("other_cores")
         other_s = "" if other is None else f"{other:.2f}" + (" *" if other > OTHER_MAX else "")
-        lines.append(f"| {r['cells']:,} | {r['stage']} | {r['status']} | {wall} | {per} | {rss} | {load_s} | {other_s} |")
+        lines.append(
+            f"| {r['cells']:,} | {r['stage']} | {r['status']} | {wall} | {per} | {rss} | {load_s} | {other_s} |"
+        )
     lines += ["", "## What grows faster than linearly", ""]
     by_stage: dict[str, list[dict]] = {}
     for r in rows:
@@ -281,8 +395,10 @@ def render(results: Path = RESULTS) -> Path:
                 f"time for {b['cells'] / a['cells']:.1f}x the cells ({growth:.2f}x per cell). Why: {why}."
             )
     if not found:
-        lines.append("- No measured stage grew more than 1.3x faster than the number of cells between the sizes "
-                     "that finished.")
+        lines.append(
+            "- No measured stage grew more than 1.3x faster than the number of cells between the sizes "
+            "that finished."
+        )
     unfinished = [r for r in rows if r["status"] != "ok"]
     if unfinished:
         lines += ["", "## Not finished", ""]
@@ -303,11 +419,19 @@ def main() -> int:
     parser.add_argument("--note", default="", help="a sentence about the conditions, put into the report")
     parser.add_argument("--render", action="store_true", help="only render scale.md from scale.json")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of scale.json / scale.md")
-    parser.add_argument("--cells-dir", type=Path, default=None,
-                        help="an image folder to use instead of PBC copies (every size then reads it)")
-    parser.add_argument("--stages", nargs="+", default=None,
-                        help="run only these stages, on the pack and embedding already in --work; their rows "
-                             "replace the old ones in scale.json")
+    parser.add_argument(
+        "--cells-dir",
+        type=Path,
+        default=None,
+        help="an image folder to use instead of PBC copies (every size then reads it)",
+    )
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        default=None,
+        help="run only these stages, on the pack and embedding already in --work; their rows "
+        "replace the old ones in scale.json",
+    )
     args = parser.parse_args()
     if args.render:
         render(args.results)

@@ -26,8 +26,14 @@ def test_paired_rows_get_their_table_and_every_command_is_named() -> None:
     unpaired = [r for r in rows if "knn20_minus_previous" not in r]
     assert unpaired and "Paired with the previous recipe" not in mod.render(unpaired, "# t")
     iv = {"estimate": 0.03, "low": 0.01, "high": 0.05}
-    new = {**unpaired[3], "method": "dino_test", "made_by": "python benchmarks/demo_seeds.py --label dino_test",
-           "hardware": "another machine", "knn20_minus_previous": iv, "linear_minus_previous": iv}
+    new = {
+        **unpaired[3],
+        "method": "dino_test",
+        "made_by": "python benchmarks/demo_seeds.py --label dino_test",
+        "hardware": "another machine",
+        "knn20_minus_previous": iv,
+        "linear_minus_previous": iv,
+    }
     text = mod.render([*unpaired, new], "# t")
     assert "Paired with the previous recipe" in text
     assert "| dino_test | 0 | +0.030 [+0.010, +0.050] | +0.030 [+0.010, +0.050] |" in text
