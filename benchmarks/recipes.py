@@ -144,6 +144,8 @@ def run_one(args: argparse.Namespace, shards: Path, seed: int) -> dict:
         "data": args.data,
         "command": "python benchmarks/recipes.py " + " ".join(sys.argv[1:]),
     }
+    if Path(args.out).is_absolute():  # an absolute scratch folder is recorded as $OUT: no machine path
+        row["command"] = row["command"].replace(str(args.out), "$OUT")
     with open(Path(args.out) / "recipes.jsonl", "a") as fh:
         fh.write(json.dumps(row) + "\n")
     print(json.dumps(row), file=sys.stderr)

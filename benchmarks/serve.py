@@ -317,8 +317,13 @@ def main() -> int:
         "indexes": indexes,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (args.out / "serve.md").write_text(render(result), encoding="utf-8")
+
+    # an absolute scratch folder is written $WORK, as scale.py does: no machine path in the records
+    def scrub(text: str) -> str:
+        return text.replace(str(args.work), "$WORK") if args.work.is_absolute() else text
+
+    (args.out / "serve.json").write_text(scrub(json.dumps(result, indent=2)) + "\n", encoding="utf-8")
+    (args.out / "serve.md").write_text(scrub(render(result)), encoding="utf-8")
     log(f"wrote {args.out / 'serve.json'} and serve.md")
     return 0
 
